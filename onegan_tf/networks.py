@@ -1,0 +1,405 @@
+"""The sub-networks of OneGAN (supplementary Tab. 3-9, as read by SPEC §3).
+
+Every network is a serializable `keras.Model` whose constructor takes plain sizes, so each one saves to and
+loads from a `.keras` file on its own. `build_networks(ModelConfig)` derives those sizes from the config:
+at image size 128 and channel multiplier 1.0 the parameter counts are exactly the paper's (SPEC §3).
+
+Scaled configurations keep the paper's structure: pre-images and bypasses at 1/8 of the image size, the
+generator stems start at 1/32 (1x1 for 32x32 images), every width is multiplied by `channel_mult`.
+The patch discriminator D_bg changes its resize target and strides with the size so it keeps a patch grid
+of at least 2x2 (`D_BG_GEOMETRY`).
+
+Outputs are dicts keyed by the paper's names (`A_bg`, `B_fg`, `I_m`, `mu_c`, `sigma_c`, `D_cC`, ...);
+`sigma_*` are log-variances (SPEC §3) and `*_hat` are class logits.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from onegan_tf.config import ModelConfig
+from onegan_tf.layers import (DownBlock, Normalize, ResBlock, SameBlock, UpBlock, broadcast_code, conv,
+                              register, GLUNorm)
+
+# image size -> (resize target, strides of the three convs); Tab. 8 is the 128 row. Patch grids: 4x4, 3x3, 5x5.
+D_BG_GEOMETRY = {128: (126, (2, 2, 4)), 64: (62, (2, 2, 2)), 32: (30, (2, 1, 1))}
+
+# Full-size widths (Tab. 3-9), before `channel_mult`.
+GEN_WIDTHS = (1024, 512, 256, 128, 64, 32)   # after GLU: stem, UPBlk x2 (A), G_bg1 UPBlk x3
+FG1_WIDTHS = (128, 64, 64)                    # G_fg1 (SPEC: last UPBlk is (64, 64))
+FG2_WIDTHS = (32, 16)                         # G_fg2 RESBlks
+ENC_WIDTHS = (64, 128, 256, 512, 1024)        # stem conv, DOWNBlk x2 (H), trunk DOWNBlk x2
+HIDDEN = 512                                  # Linear(16384, 512) of the encoders and D_c
+
+
+def _dense(units, *, bias, name, dtype=None):
+    return keras.layers.Dense(units, use_bias=bias, name=name, dtype=dtype)
+
+
+def _check_image(x, channels, size, who):
+    shape = tuple(x.shape)
+    if len(shape) != 4 or shape[-1] != channels or (size and tuple(shape[1:3]) != (size, size)):
+        raise ValueError(f"{who} expects images of shape (batch, {size}, {size}, {channels}); got {shape}")
+
+
+@register
+class Embedding(keras.Model):
+    """V_bg, V_p, V_c (Tab. 3-4): Linear(N, d) without bias on a one-hot vector, i.e. a lookup table."""
+
+    def __init__(self, num_classes: int, dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes, self.dim = num_classes, dim
+        self.table = _dense(dim, bias=False, name="table")
+
+    def call(self, one_hot):
+        return self.table(one_hot)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "dim": self.dim}
+
+
+@register
+class PreImageGenerator(keras.Model):
+    """G_bg0 and G_fg0 (Tab. 3-4): Linear(d + d_z, s*s*2w) -> reshape -> GLU-LNorm -> UPBlk -> UPBlk = A.
+
+    Called on `(v, z)`; returns the pre-image A (image_size/8 square, `widths[2]` channels).
+    """
+
+    def __init__(self, image_size: int, widths: tuple, norm: str = "glu_lnorm", **kwargs):
+        super().__init__(**kwargs)
+        self.image_size, self.widths, self.norm = image_size, tuple(widths), norm
+        self.side = image_size // 32
+        self.fc = _dense(self.side * self.side * 2 * widths[0], bias=False, name="fc")
+        self.glu = GLUNorm(norm, name="glu")
+        self.up1 = UpBlock(widths[1], norm, name="up1")
+        self.up2 = UpBlock(widths[2], norm, name="up2")
+
+    def call(self, inputs):
+        v, z = inputs
+        x = self.fc(ops.concatenate([v, ops.cast(z, v.dtype)], -1))
+        x = ops.reshape(x, (-1, self.side, self.side, 2 * self.widths[0]))
+        return self.up2(self.up1(self.glu(x)))
+
+    def get_config(self):
+        return {**super().get_config(), "image_size": self.image_size, "widths": list(self.widths),
+                "norm": self.norm}
+
+
+@register
+class BackgroundRenderer(keras.Model):
+    """G_bg1 (Tab. 3): UPBlk x3 -> K3P1Conv2d(w, 3) + tanh = I_bg."""
+
+    def __init__(self, widths: tuple, norm: str = "glu_lnorm", **kwargs):
+        super().__init__(**kwargs)
+        self.widths, self.norm = tuple(widths), norm
+        self.ups = [UpBlock(w, norm, name=f"up{i + 1}") for i, w in enumerate(widths)]
+        self.to_rgb = conv(3, 3, bias=True, name="to_rgb", dtype="float32")
+
+    def call(self, A):
+        for up in self.ups:
+            A = up(A)
+        return ops.tanh(self.to_rgb(ops.cast(A, "float32")))
+
+    def get_config(self):
+        return {**super().get_config(), "widths": list(self.widths), "norm": self.norm}
+
+
+@register
+class ForegroundUpsampler(keras.Model):
+    """G_fg1 (Tab. 4): UPBlk(256,128) -> UPBlk(128,64) -> UPBlk(64,64) = C_fg0 (SPEC §3 reading)."""
+
+    def __init__(self, widths: tuple, norm: str = "glu_lnorm", **kwargs):
+        super().__init__(**kwargs)
+        self.widths, self.norm = tuple(widths), norm
+        self.ups = [UpBlock(w, norm, name=f"up{i + 1}") for i, w in enumerate(widths)]
+
+    def call(self, A):
+        for up in self.ups:
+            A = up(A)
+        return A
+
+    def get_config(self):
+        return {**super().get_config(), "widths": list(self.widths), "norm": self.norm}
+
+
+@register
+class ForegroundRenderer(keras.Model):
+    """G_fg2 (Tab. 4): RESBlk(64, d_p, 32)(C_fg0, v_p) -> RESBlk(32, d_c, 16)(., v_c) -> I_fg, I_m.
+
+    Called on `(C_fg0, v_p, v_c)`; returns {"I_fg": tanh image, "I_m": sigmoid mask}. With `mask_sees_parent`
+    the mask head also receives v_p (a documented deviation for small-scale training; off in the paper configs).
+    """
+
+    def __init__(self, widths: tuple, norm: str = "glu_lnorm", mask_sees_parent: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.widths, self.norm, self.mask_sees_parent = tuple(widths), norm, mask_sees_parent
+        self.res_p = ResBlock(widths[0], norm, name="res_p")
+        self.res_c = ResBlock(widths[1], norm, name="res_c")
+        self.to_rgb = conv(3, 3, bias=True, name="to_rgb", dtype="float32")
+        self.to_mask = conv(1, 3, bias=True, name="to_mask", dtype="float32")
+
+    def call(self, inputs):
+        C_fg0, v_p, v_c = inputs
+        C_fg2 = ops.cast(self.res_c((self.res_p((C_fg0, v_p)), v_c)), "float32")
+        mask_in = ops.concatenate([C_fg2, broadcast_code(v_p, C_fg2)], -1) if self.mask_sees_parent else C_fg2
+        return {"I_fg": ops.tanh(self.to_rgb(C_fg2)), "I_m": ops.sigmoid(self.to_mask(mask_in))}
+
+    def get_config(self):
+        return {**super().get_config(), "widths": list(self.widths), "norm": self.norm,
+                "mask_sees_parent": self.mask_sees_parent}
+
+
+class _DenseNormAct(keras.layers.Layer):
+    """Linear (no bias) -> LayerNorm over features -> lReLU(0.2): the hidden layer of E_c, E_p, D_c heads."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.fc = _dense(units, bias=False, name="fc")
+        self.normalize = Normalize("layer", name="norm")
+
+    def call(self, x):
+        return ops.leaky_relu(self.normalize(self.fc(x)), 0.2)
+
+
+class _Stem(keras.layers.Layer):
+    """The encoder stem (Tab. 5-7, 9): K4S2P1Conv2d -> LayerNorm -> lReLU -> DOWNBlk -> DOWNBlk = H (1/8 size)."""
+
+    def __init__(self, widths, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = conv(widths[0], 4, 2, bias=False, name="conv")
+        self.normalize = Normalize("layer", name="norm")
+        self.down1 = DownBlock(widths[1], name="down1")
+        self.down2 = DownBlock(widths[2], name="down2")
+
+    def call(self, x):
+        x = ops.leaky_relu(self.normalize(self.conv(x)), 0.2)
+        return self.down2(self.down1(x))
+
+
+class _Trunk(keras.layers.Layer):
+    """DOWNBlk -> DOWNBlk -> K3P1Conv2d -> LayerNorm -> lReLU -> flatten (Tab. 5-6, 9).
+
+    Returns the feature map after the first DOWNBlk too: D_c's perceptual features D_cC.
+    """
+
+    def __init__(self, widths, **kwargs):
+        super().__init__(**kwargs)
+        self.down1 = DownBlock(widths[0], name="down1")
+        self.down2 = DownBlock(widths[1], name="down2")
+        self.conv = conv(widths[1], 3, bias=False, name="conv")
+        self.normalize = Normalize("layer", name="norm")
+
+    def call(self, H):
+        C = self.down1(H)
+        x = ops.leaky_relu(self.normalize(self.conv(self.down2(C))), 0.2)
+        return C, ops.reshape(x, (-1, x.shape[1] * x.shape[2] * x.shape[3]))
+
+
+class _EncoderBase(keras.Model):
+    def __init__(self, image_size: int, widths: tuple, hidden: int, **kwargs):
+        super().__init__(**kwargs)
+        self.image_size, self.widths, self.hidden = image_size, tuple(widths), hidden
+
+    def get_config(self):
+        return {**super().get_config(), "image_size": self.image_size, "widths": list(self.widths),
+                "hidden": self.hidden}
+
+
+@register
+class StyleEncoder(_EncoderBase):
+    """E_c (Tab. 5): I -> {e_c_hat (N_C logits), mu_c, sigma_c (d_c), h_c, H_c}."""
+
+    def __init__(self, image_size, widths, hidden, n_child: int, d_c: int, **kwargs):
+        super().__init__(image_size, widths, hidden, **kwargs)
+        self.n_child, self.d_c = n_child, d_c
+        self.stem = _Stem(widths[:3], name="stem")
+        self.trunk = _Trunk(widths[3:], name="trunk")
+        self.fc = _DenseNormAct(hidden, name="fc")
+        self.logits = _dense(n_child, bias=True, name="e_c_hat", dtype="float32")
+        self.mu = _dense(d_c, bias=True, name="mu_c", dtype="float32")
+        self.sigma = _dense(d_c, bias=True, name="sigma_c", dtype="float32")
+
+    def call(self, I):
+        _check_image(I, 3, self.image_size, "E_c")
+        H_c = self.stem(I)
+        h_c = self.fc(self.trunk(H_c)[1])
+        return {"H_c": H_c, "h_c": h_c, "e_c_hat": self.logits(h_c), "mu_c": self.mu(h_c),
+                "sigma_c": self.sigma(h_c)}
+
+    def get_config(self):
+        return {**super().get_config(), "n_child": self.n_child, "d_c": self.d_c}
+
+
+@register
+class ShapeEncoder(_EncoderBase):
+    """E_p (Tab. 6, SPEC §3): I -> {e_p_hat (N_P), mu_p, sigma_p (d_p), mu_z, sigma_z (d_z), B_fg, H_p, h_p, h_z}."""
+
+    def __init__(self, image_size, widths, hidden, n_parent: int, d_p: int, d_z: int, bypass_width: int,
+                 norm: str = "glu_lnorm", **kwargs):
+        super().__init__(image_size, widths, hidden, **kwargs)
+        self.n_parent, self.d_p, self.d_z, self.bypass_width, self.norm = n_parent, d_p, d_z, bypass_width, norm
+        self.stem = _Stem(widths[:3], name="stem")
+        self.bypass1 = SameBlock(bypass_width, norm, name="bypass1")
+        self.bypass2 = SameBlock(bypass_width, norm, name="bypass2")
+        self.trunk = _Trunk(widths[3:], name="trunk")
+        self.fc_p = _DenseNormAct(hidden, name="fc_p")
+        self.fc_z = _DenseNormAct(hidden, name="fc_z")
+        self.logits = _dense(n_parent, bias=True, name="e_p_hat", dtype="float32")
+        self.mu_p = _dense(d_p, bias=True, name="mu_p", dtype="float32")
+        self.sigma_p = _dense(d_p, bias=True, name="sigma_p", dtype="float32")
+        self.mu_z = _dense(d_z, bias=True, name="mu_z", dtype="float32")
+        self.sigma_z = _dense(d_z, bias=True, name="sigma_z", dtype="float32")
+
+    def call(self, I):
+        _check_image(I, 3, self.image_size, "E_p")
+        H_p = self.stem(I)
+        h = self.trunk(H_p)[1]
+        h_p, h_z = self.fc_p(h), self.fc_z(h)
+        return {"H_p": H_p, "B_fg": self.bypass2(self.bypass1(H_p)), "h_p": h_p, "h_z": h_z,
+                "e_p_hat": self.logits(h_p), "mu_p": self.mu_p(h_p), "sigma_p": self.sigma_p(h_p),
+                "mu_z": self.mu_z(h_z), "sigma_z": self.sigma_z(h_z)}
+
+    def get_config(self):
+        return {**super().get_config(), "n_parent": self.n_parent, "d_p": self.d_p, "d_z": self.d_z,
+                "bypass_width": self.bypass_width, "norm": self.norm}
+
+
+@register
+class BackgroundEncoder(keras.Model):
+    """E_bg (Tab. 7, SPEC §3): concat(I, I_m) -> stem (4 channels) -> SAMEBlk x2 = B_bg."""
+
+    def __init__(self, image_size: int, widths: tuple, bypass_width: int, norm: str = "glu_lnorm", **kwargs):
+        super().__init__(**kwargs)
+        self.image_size, self.widths, self.bypass_width, self.norm = image_size, tuple(widths), bypass_width, norm
+        self.stem = _Stem(widths, name="stem")
+        self.bypass1 = SameBlock(bypass_width, norm, name="bypass1")
+        self.bypass2 = SameBlock(bypass_width, norm, name="bypass2")
+
+    def call(self, inputs):
+        I, I_m = inputs
+        _check_image(I, 3, self.image_size, "E_bg")
+        _check_image(I_m, 1, self.image_size, "E_bg (mask)")
+        H_bg = self.stem(ops.concatenate([ops.cast(I, self.compute_dtype), ops.cast(I_m, self.compute_dtype)], -1))
+        return {"H_bg": H_bg, "B_bg": self.bypass2(self.bypass1(H_bg))}
+
+    def get_config(self):
+        return {**super().get_config(), "image_size": self.image_size, "widths": list(self.widths),
+                "bypass_width": self.bypass_width, "norm": self.norm}
+
+
+@register
+class BackgroundDiscriminator(keras.Model):
+    """D_bg (Tab. 8, FineGAN's patch discriminator): I -> {D_bgA, D_bgB (patch logits), D_bgC (features)}."""
+
+    def __init__(self, image_size: int, widths: tuple, **kwargs):
+        super().__init__(**kwargs)
+        self.image_size, self.widths = image_size, tuple(widths)
+        self.resize_to, strides = D_BG_GEOMETRY[image_size]
+        self.convs = [conv(w, 4, s, bias=True, padding="valid", name=f"conv{i + 1}")
+                      for i, (w, s) in enumerate(zip(widths, strides))]
+        self.head_a = conv(1, 4, bias=True, padding="valid", name="D_bgA", dtype="float32")
+        self.head_b = conv(1, 4, bias=True, padding="valid", name="D_bgB", dtype="float32")
+
+    def call(self, I):
+        _check_image(I, 3, self.image_size, "D_bg")
+        x = ops.image.resize(I, (self.resize_to, self.resize_to), interpolation="bilinear", antialias=False)
+        for layer in self.convs:
+            x = ops.leaky_relu(layer(x), 0.2)
+        x32 = ops.cast(x, "float32")
+        return {"D_bgC": x, "D_bgA": self.head_a(x32), "D_bgB": self.head_b(x32)}
+
+    def get_config(self):
+        return {**super().get_config(), "image_size": self.image_size, "widths": list(self.widths)}
+
+
+@register
+class ObjectDiscriminator(keras.Model):
+    """D_c (Tab. 9): I -> {D_cA (real/fake logit), D_cB (N_C logits), D_cC (perceptual features, 1/16 size)}.
+
+    Head B (`head_b_*` layers) is trained by the classification loss L_E alone (SPEC §5); its variables are
+    listed by `head_b_variables` so the trainer keeps them out of the discriminator's own update.
+    """
+
+    def __init__(self, image_size: int, widths: tuple, hidden: int, n_child: int, **kwargs):
+        super().__init__(**kwargs)
+        self.image_size, self.widths, self.hidden, self.n_child = image_size, tuple(widths), hidden, n_child
+        self.stem = _Stem(widths[:3], name="stem")
+        self.trunk = _Trunk(widths[3:], name="trunk")
+        self.head_a_fc = _DenseNormAct(hidden, name="head_a_fc")
+        self.head_a = _dense(1, bias=True, name="D_cA", dtype="float32")
+        self.head_b_fc = _DenseNormAct(hidden, name="head_b_fc")
+        self.head_b = _dense(n_child, bias=True, name="D_cB", dtype="float32")
+
+    def call(self, I):
+        _check_image(I, 3, self.image_size, "D_c")
+        D_cC, H = self.trunk(self.stem(I))
+        return {"D_cC": D_cC, "D_cA": self.head_a(self.head_a_fc(H)), "D_cB": self.head_b(self.head_b_fc(H))}
+
+    @property
+    def head_b_variables(self):
+        return self.head_b_fc.trainable_variables + self.head_b.trainable_variables
+
+    @property
+    def own_variables(self):
+        """Every trainable variable but head B's: what the discriminator loss (Eq. 10) updates."""
+        head_b = {id(v) for v in self.head_b_variables}
+        return [v for v in self.trainable_variables if id(v) not in head_b]
+
+    def get_config(self):
+        return {**super().get_config(), "image_size": self.image_size, "widths": list(self.widths),
+                "hidden": self.hidden, "n_child": self.n_child}
+
+
+# The networks of one OneGAN, in the order of SPEC §3, by their paper names.
+NETWORK_NAMES = ("V_bg", "V_p", "V_c", "G_bg0", "G_bg1", "G_fg0", "G_fg1", "G_fg2",
+                 "E_c", "E_p", "E_bg", "D_bg", "D_c")
+
+
+def build_networks(cfg: ModelConfig) -> dict[str, keras.Model]:
+    """Every sub-network of one OneGAN, sized by `cfg`, built (weights created) without a training step."""
+    w = cfg.width
+    S = cfg.image_size
+    gen = tuple(w(c) for c in GEN_WIDTHS)
+    enc = tuple(w(c) for c in ENC_WIDTHS)
+    hidden = w(HIDDEN)
+    nets = {
+        "V_bg": Embedding(cfg.n_parent, cfg.d_bg, name="V_bg"),
+        "V_p": Embedding(cfg.n_parent, cfg.d_p, name="V_p"),
+        "V_c": Embedding(cfg.n_child, cfg.d_c, name="V_c"),
+        "G_bg0": PreImageGenerator(S, gen[:3], cfg.norm, name="G_bg0"),
+        "G_bg1": BackgroundRenderer(gen[3:], cfg.norm, name="G_bg1"),
+        "G_fg0": PreImageGenerator(S, gen[:3], cfg.norm, name="G_fg0"),
+        "G_fg1": ForegroundUpsampler(tuple(w(c) for c in FG1_WIDTHS), cfg.norm, name="G_fg1"),
+        "G_fg2": ForegroundRenderer(tuple(w(c) for c in FG2_WIDTHS), cfg.norm, cfg.mask_sees_parent, name="G_fg2"),
+        "E_c": StyleEncoder(S, enc, hidden, cfg.n_child, cfg.d_c, name="E_c"),
+        "E_p": ShapeEncoder(S, enc, hidden, cfg.n_parent, cfg.d_p, cfg.d_z, gen[2], cfg.norm, name="E_p"),
+        "E_bg": BackgroundEncoder(S, enc[:3], gen[2], cfg.norm, name="E_bg"),
+        "D_bg": BackgroundDiscriminator(S, (w(64), w(128), w(256)), name="D_bg"),
+        "D_c": ObjectDiscriminator(S, enc, hidden, cfg.n_child, name="D_c"),
+    }
+    _build(nets, cfg)
+    return nets
+
+
+def example_inputs(name: str, cfg: ModelConfig, batch: int = 1):
+    """Zero inputs of the right shapes for network `name` (used to build it and in tests)."""
+    S, a = cfg.image_size, cfg.image_size // 8
+    A = ops.zeros((batch, a, a, cfg.width(GEN_WIDTHS[2])))
+    img = ops.zeros((batch, S, S, 3))
+    return {
+        "V_bg": ops.zeros((batch, cfg.n_parent)), "V_p": ops.zeros((batch, cfg.n_parent)),
+        "V_c": ops.zeros((batch, cfg.n_child)),
+        "G_bg0": (ops.zeros((batch, cfg.d_bg)), ops.zeros((batch, cfg.d_z))),
+        "G_fg0": (ops.zeros((batch, cfg.d_p)), ops.zeros((batch, cfg.d_z))),
+        "G_bg1": A, "G_fg1": A,
+        "G_fg2": (ops.zeros((batch, S, S, cfg.width(FG1_WIDTHS[-1]))), ops.zeros((batch, cfg.d_p)),
+                  ops.zeros((batch, cfg.d_c))),
+        "E_c": img, "E_p": img, "E_bg": (img, ops.zeros((batch, S, S, 1))), "D_bg": img, "D_c": img,
+    }[name]
+
+
+def _build(nets, cfg):
+    for name, net in nets.items():
+        net(example_inputs(name, cfg))
