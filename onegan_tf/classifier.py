@@ -143,7 +143,8 @@ def train_classifier(data: str, out: str, backbone: str = "small_cnn", weights: 
     model = build_classifier(len(classes), backbone, weights, image_size)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    history = model.fit(train, validation_data=val, epochs=epochs, verbose=verbose, shuffle=False)  # the datasets shuffle
+    # shuffle=False: the tf.data pipelines shuffle themselves.
+    history = model.fit(train, validation_data=val, epochs=epochs, verbose=verbose, shuffle=False)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     model.save(out)
     return history

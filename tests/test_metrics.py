@@ -300,7 +300,8 @@ def test_cis_metric_counts_distinct_class_predictions():
     assert result == pytest.approx({"cis": 4.0, "n_classes": 4, "n_generated": 24})
     # Batches of 6 hold classes 0, 1 twice and 2, 3 once: CIS = exp(H(p̄(y))) with p̄(y) = (2, 2, 1, 1) / 6.
     p_y = np.array([2, 2, 1, 1]) / 6
-    assert metrics.compute(["cis"], FakeContext(batch=6))["cis"]["cis"] == pytest.approx(np.exp(-np.sum(p_y * np.log(p_y))))
+    expected = np.exp(-np.sum(p_y * np.log(p_y)))
+    assert metrics.compute(["cis"], FakeContext(batch=6))["cis"]["cis"] == pytest.approx(expected)
     assert metrics.compute(["cis"], FakeContext(net=UniformNet()))["cis"]["cis"] == pytest.approx(1.0)
 
 
@@ -364,3 +365,18 @@ def test_inception_random_gives_pool_features_and_probabilities():
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-4)
     assert not net.meaningful and net.input_size == (299, 299)
     print(f"inception_random: {time.time() - start:.1f} s")
+
+
+def test_user_classifier_with_logits_gets_softmax_and_penultimate_features(tmp_path):
+    import keras
+
+    inputs = keras.Input((12, 12, 3))
+    hidden = keras.layers.Dense(7, name="hidden")(keras.layers.Flatten()(inputs))
+    logits = keras.layers.Dense(4, name="logits")(hidden)  # linear: FeatureNet applies the softmax
+    path = str(tmp_path / "logits.keras")
+    keras.Model(inputs, logits).save(path)
+    net = metrics.feature_network(path)
+    features, probs = net(np.zeros((3, 30, 30, 3), np.float32))
+    assert (net.input_size, net.feature_dim, net.num_classes) == ((12, 12), 7, 4)
+    assert features.shape == (3, 7) and probs.shape == (3, 4)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)

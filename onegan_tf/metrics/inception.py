@@ -310,7 +310,8 @@ def fid(ctx: registry.EvalContext) -> dict[str, float]:
     for images in _generated_images(ctx, "fid"):
         generated.update(net(images)[0])
     if real.n < 2:
-        raise registry.MetricError(f"metric 'fid' needs at least 2 real images; {registry.dataset_name(ctx)} gave {real.n}")
+        raise registry.MetricError(f"metric 'fid' needs at least 2 real images; "
+                                   f"{registry.dataset_name(ctx)} gave {real.n}")
     return {"fid": frechet_distance(real.mean, real.cov, generated.mean, generated.cov),
             "n_real": real.n, "n_generated": generated.n}
 
@@ -318,10 +319,10 @@ def fid(ctx: registry.EvalContext) -> dict[str, float]:
 @registry.register("is")
 def inception_score_metric(ctx: registry.EvalContext, splits: int = 10) -> dict[str, float]:
     """IS of ctx.num_generated images from uniformly drawn child classes; mean and std over 10 splits."""
-    net = ctx.feature_net()
     if ctx.num_generated < splits:
         raise registry.MetricError(f"metric 'is' needs num_generated >= {splits} (one image per split); "
                                    f"got {ctx.num_generated}")
+    net = ctx.feature_net()
     score = RunningInceptionScore(int(ctx.num_generated), splits)
     for images in _generated_images(ctx, "is"):
         score.update(net(images)[1])
