@@ -303,6 +303,8 @@ def _generated_images(ctx, metric: str):
 @registry.register("fid")
 def fid(ctx: registry.EvalContext) -> dict[str, float]:
     """FID between the evaluation set and ctx.num_generated images from uniformly drawn child classes."""
+    if ctx.num_generated < 2:
+        raise registry.MetricError(f"metric 'fid' needs num_generated >= 2 (a covariance); got {ctx.num_generated}")
     net = ctx.feature_net()
     real, generated = RunningGaussian(), RunningGaussian()
     for batch in registry.progress(ctx, ctx.real_batches(), "fid: real images"):
