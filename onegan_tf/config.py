@@ -24,6 +24,8 @@ DATASET_CLASSES = {
 IMAGE_SIZES = (32, 64, 128)
 MIN_CHANNEL_MULT = 1.0 / 64
 NORMS = ("glu_lnorm", "glu_inorm", "lnorm", "inorm")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+PRECISIONS = ("off", "mixed_float16", "mixed_bfloat16")
 
 
 def _field(default: Any, help: str, **kw) -> Any:  # noqa: A002 - mirrors absl's argument name
@@ -87,6 +89,10 @@ class ModelConfig:
         return max(8, int(round(channels * self.channel_mult)))
 
 
+# Values of DataConfig.dataset (onegan_tf.data.sources implements each).
+DATA_SOURCES = ("synthetic", "cub", "folder", "caltech_birds2011", "stanford_dogs", "cars196")
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Where the images come from and how they are cut (SPEC §6)."""
@@ -96,7 +102,41 @@ class DataConfig:
     data_dir: str = _field("", "Directory the source reads from (CUB release root, TFDS data_dir, "
                            "image folder; synthetic: where to cache the generated set, '' = memory).")
     crop: str = _field("bbox", "Object crop: bbox (FineGAN's 1.5 x box square, paper) or full (whole image).")
-    split_seed: int = _field(0, "Seed of the 80/20 object/background split (SPEC §6).")
+    split_seed: int = _field(0, "Seed of the 80/20 object/background split and of the background patch "
+                             "positions (SPEC §6).")
+    background_patches_per_image: int = _field(
+        4, "Background patches cut from each image of the 20 % split: the largest box-free square beside "
+        "each side of the box (left, right, above, below) whose side is >= 1/4 of the shorter image side, "
+        "largest first, at most this many (SPEC §6).")
+    mask_dir: str = _field("", "Folder of ground-truth mask PNGs, one per image matched by file stem "
+                           "(folder and TFDS sources; e.g. DeepLabV3 masks for Dogs/Cars). '' = none.")
+    data_cache: bool = _field(False, "Hold the decoded, cropped training images (uint8, image_size) in "
+                              "host memory after the first pass; for datasets that fit in RAM.")
+    tfds_download: bool = _field(False, "TFDS sources: download and prepare the dataset into data_dir if "
+                                 "it is not there yet.")
+    tfds_manual_dir: str = _field("", "TFDS sources: folder holding manually downloaded archives "
+                                  "(TFDS manual_dir); implies preparing the dataset.")
+    tfds_splits: str = _field("train,test", "TFDS sources: comma-separated TFDS splits pooled into one set "
+                              "before the 80/20 split.")
+    synthetic_parents: int = _field(4, "Synthetic source: number of parent (shape) classes.")
+    synthetic_children_per_parent: int = _field(3, "Synthetic source: child (colour) classes per parent.")
+    synthetic_resolution: int = _field(128, "Synthetic source: side of the generated images in pixels.")
+    synthetic_train_size: int = _field(1000, "Synthetic source: images in the 80/20 protocol set.")
+    synthetic_test_size: int = _field(200, "Synthetic source: held-out evaluation images (split 'test'), "
+                                      "generated from indices after the training ones.")
+    synthetic_seed: int = _field(0, "Synthetic source: seed of the generator.")
+
+    def __post_init__(self):
+        if self.dataset not in DATA_SOURCES:
+            raise ConfigError(f"dataset={self.dataset!r} is not supported; allowed values: {DATA_SOURCES}")
+        if self.crop not in ("bbox", "full"):
+            raise ConfigError(f"crop={self.crop!r} is not supported; allowed values: ('bbox', 'full')")
+        for name in ("background_patches_per_image", "synthetic_parents", "synthetic_children_per_parent",
+                     "synthetic_resolution", "synthetic_train_size"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be a positive integer")
+        if self.synthetic_test_size < 0:
+            raise ConfigError(f"synthetic_test_size={self.synthetic_test_size} must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,9 +149,88 @@ class TrainConfig:
     phase1_steps: int = _field(200_000, "Length of Phase I, generation only (paper: 200k).")
     phase2a_steps: int = _field(200_000, "Length of Phase IIa, + fake reconstruction (paper: 200k).")
     phase2b_steps: int = _field(200_000, "Length of Phase IIb, + real reconstruction (paper: 200k).")
+    total_steps: int = _field(0, "Total training steps; must equal the sum of the three phase lengths "
+                              "(0 = that sum).")
     learning_rate: float = _field(2e-4, "Adam learning rate of every optimiser (paper: 2e-4).")
     beta_1: float = _field(0.5, "Adam beta_1 (paper: 0.5).")
     beta_2: float = _field(0.999, "Adam beta_2 (paper: 0.999).")
+    # Loss weights between equations (Eq. 14 and 18); 0 removes the term's computation, not only its share.
+    weight_G: float = _field(1.0, "Weight of L_G, the generators' adversarial loss (Eq. 11, 14).")
+    weight_E: float = _field(1.0, "Weight of L_E, the classification loss (Eq. 12, 14).")
+    weight_MSE: float = _field(1.0, "Weight of L_MSE, the code distance loss (Eq. 13, 14).")
+    weight_Rv: float = _field(0.1, "Weight of L_Rv, the code regulariser (Eq. 14, suppl. B; paper 0.1).")
+    weight_RM: float = _field(2.0, "Weight of L_RM, the mask regulariser (Eq. 14, suppl. B; paper 2).")
+    weight_VAE: float = _field(1.0, "Weight of L_VAE, the KL terms of the reconstruction path (Eq. 15, 18).")
+    weight_REC: float = _field(1.0, "Weight of L_REC, the L1 reconstruction loss (Eq. 16, 18).")
+    weight_PER: float = _field(1.0, "Weight of L_PER, the perceptual loss (Eq. 17, 18).")
+    weight_adv_rec: float = _field(1.0, "Weight of the reconstruction paths' adversarial terms against "
+                                   "their discriminator clones (SPEC §5).")
+    weight_MS: float = _field(0.0, "Weight of a mode-seeking term on the generation path (not in the "
+                              "paper; 0 = off). Pairs of samples share classes and differ in z.")
+    mask_target: float = _field(0.5, "Target foreground fraction of the mask regulariser L_RM (paper: 0.5).")
+    # Devices and speed.
+    strategy: str = _field("default", "Distribution: default (one device), mirrored (all local GPUs or "
+                           "--devices) or multi_worker (MultiWorkerMirroredStrategy from TF_CONFIG).")
+    devices: str = _field("", "Comma-separated devices for --strategy=mirrored, e.g. /gpu:0,/gpu:1 "
+                          "('' = all local GPUs, or the CPU when there is none).")
+    mixed_precision: str = _field("off", "Mixed precision policy: off, mixed_float16 (with loss scaling) "
+                                  "or mixed_bfloat16.")
+    jit_compile: bool = _field(False, "Compile the training step with XLA (one replica only).")
+    # Bookkeeping.
+    log_every: int = _field(100, "Write scalars to TensorBoard and check losses every N steps.")
+    image_every: int = _field(2000, "Write the generation and reconstruction grids every N steps.")
+    ckpt_every: int = _field(2000, "Save a checkpoint every N steps (and at the end of the run).")
+    keep_checkpoints: int = _field(3, "Checkpoints kept in run_dir/ckpt.")
+    profile_steps: str = _field("", "Profile steps START,END (TensorBoard Profile tab), '' = none.")
+    progress: bool = _field(True, "Show a progress bar on the console.")
+
+
+    def __post_init__(self):
+        for name in ("phase1_steps", "phase2a_steps", "phase2b_steps", "total_steps"):
+            if int(getattr(self, name)) < 0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= 0")
+        phases = self.phase1_steps + self.phase2a_steps + self.phase2b_steps
+        if self.total_steps and self.total_steps != phases:
+            raise ConfigError(
+                f"phase lengths do not add up: phase1_steps + phase2a_steps + phase2b_steps = "
+                f"{self.phase1_steps} + {self.phase2a_steps} + {self.phase2b_steps} = {phases}, but "
+                f"total_steps={self.total_steps}")
+        if phases < 1:
+            raise ConfigError("the run has no steps: set phase1_steps, phase2a_steps or phase2b_steps")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size={self.batch_size} must be a positive integer")
+        if self.weight_MS and self.batch_size % 2:
+            raise ConfigError(f"weight_MS={self.weight_MS} pairs samples: batch_size={self.batch_size} must be even")
+        for name in ("log_every", "image_every", "ckpt_every", "keep_checkpoints"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be a positive integer")
+        for f in dataclasses.fields(self):
+            if f.name.startswith("weight_") and getattr(self, f.name) < 0:
+                raise ConfigError(f"{f.name}={getattr(self, f.name)} must be >= 0")
+        if not 0.0 < self.mask_target < 1.0:
+            raise ConfigError(f"mask_target={self.mask_target} must be in (0, 1)")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy={self.strategy!r} is not supported; allowed values: {STRATEGIES}")
+        if self.mixed_precision not in PRECISIONS:
+            raise ConfigError(f"mixed_precision={self.mixed_precision!r} is not supported; allowed values: "
+                              f"{PRECISIONS}")
+        self.profile_range  # validates
+
+    @property
+    def steps(self) -> int:
+        return self.phase1_steps + self.phase2a_steps + self.phase2b_steps
+
+    @property
+    def profile_range(self) -> tuple[int, int] | None:
+        if not self.profile_steps:
+            return None
+        try:
+            start, end = (int(x) for x in self.profile_steps.split(","))
+        except ValueError:
+            raise ConfigError(f"profile_steps={self.profile_steps!r} must be START,END (two step numbers)") from None
+        if not 0 <= start < end:
+            raise ConfigError(f"profile_steps={self.profile_steps!r} needs 0 <= START < END")
+        return start, end
 
 
 @dataclasses.dataclass(frozen=True)
