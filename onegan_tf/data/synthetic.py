@@ -430,12 +430,13 @@ def _background(inst: _Instance, res: int) -> np.ndarray:
         ang = rng.uniform(0, 2 * np.pi)
         w = np.clip((np.cos(ang) * (xs - 0.5) + np.sin(ang) * (ys - 0.5)) * rng.uniform(1.0, 2.0) + 0.5, 0, 1)
         bg = c[0] * (1 - w[..., None]) + c[1] * w[..., None]
-        bg = bg + 0.08 * (_smooth_noise(rng, res, 6)[..., None] - 0.5)
+        bg = bg + 0.15 * (_smooth_noise(rng, res, 6)[..., None] - 0.5)
     elif kind == "noise":
-        n = _smooth_noise(rng, res, int(rng.integers(3, 8)), channels=2)
-        bg = (c[0] * (1 - n[0, ..., None]) + c[1] * n[0, ..., None]) * (1 - 0.5 * n[1, ..., None]) \
-            + c[2] * 0.5 * n[1, ..., None]
-        bg = bg + 0.1 * (_smooth_noise(rng, res, res // 4)[..., None] - 0.5)
+        # Contrast-stretched smooth noise: camouflage-like regions of three distinct colours.
+        n = _smooth_noise(rng, res, int(rng.integers(2, 7)), channels=2)
+        w = np.clip((n - 0.5) * rng.uniform(2.0, 4.0) + 0.5, 0, 1)[..., None]
+        bg = (c[0] * (1 - w[0]) + c[1] * w[0]) * (1 - 0.7 * w[1]) + c[2] * 0.7 * w[1]
+        bg = bg + 0.15 * (_smooth_noise(rng, res, res // 4)[..., None] - 0.5)
     elif kind == "horizon":
         h = rng.uniform(0.25, 0.75)
         line = h + rng.uniform(0.02, 0.1) * np.sin(rng.uniform(3, 12) * xs + rng.uniform(0, 6.3)) \
@@ -452,7 +453,7 @@ def _background(inst: _Instance, res: int) -> np.ndarray:
             sx, sy = rng.uniform(0.05, 0.25, 2)
             g = np.exp(-(((xs - bx) / sx) ** 2 + ((ys - by) / sy) ** 2) ** rng.uniform(1, 3))
             bg = bg * (1 - g[..., None]) + col * g[..., None]
-    grain = rng.normal(0, 0.025, size=(res, res, 3)).astype(np.float32)
+    grain = rng.normal(0, 0.035, size=(res, res, 3)).astype(np.float32)
     return np.clip(bg + grain, 0, 1).astype(np.float32)
 
 
@@ -477,23 +478,31 @@ def generate(spec: SyntheticSpec, index: int) -> dict:
     layout = _layout(inst, res)
     cover = _coverage(inst, res, layout)
     area = float((cover >= 0.5).mean())
-    for _ in range(3):  # the layout's area is estimated on a coarse grid: correct the rare miss
+    for attempt in range(12):
+        # The layout estimates the area on a coarse grid, and a long object turned diagonally may not fit
+        # the image at the sampled area: rescale towards the range, and turn the object if it keeps failing.
         if AREA_RANGE[0] <= area <= AREA_RANGE[1]:
             break
         target = float(np.clip(area, AREA_RANGE[0] + 0.02, AREA_RANGE[1] - 0.02))
         inst = dataclasses.replace(inst, area=inst.area * target / max(area, 1e-6))
+        if attempt >= 1:
+            inst = dataclasses.replace(inst, angle=inst.angle + np.pi / 7)
         layout = _layout(inst, res)
         cover = _coverage(inst, res, layout)
         area = float((cover >= 0.5).mean())
+    else:
+        raise RuntimeError(f"synthetic.generate: no layout of example {index} of {spec} has a mask area "
+                           f"fraction in {AREA_RANGE} (last {area:.3f}); please report this (spec, index).")
     fg = _foreground(inst, res, layout, cover >= 0.5)
     bg = _background(inst, res)
-    image = bg * (1 - cover[..., None]) + fg * cover[..., None]
-    image = np.where(cover[..., None] > 0, image, bg)
+    composite = bg * (1 - cover[..., None]) + fg * cover[..., None]
+    # Exactly the background-alone pixels wherever the object does not reach (see render_background).
+    image = np.where(cover[..., None] > 0, _to_uint8(composite), _to_uint8(bg))
     mask = cover >= 0.5
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     bbox = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
     return {
-        "image": _to_uint8(image),
+        "image": image,
         "mask": mask.astype(np.uint8) * 255,
         "bbox": bbox,
         "child": inst.child,
