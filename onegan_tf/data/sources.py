@@ -376,10 +376,11 @@ def _pixel_box(r: _Raw, height: int, width: int) -> tuple[int, int, int, int]:
     x0, y0, x1, y1 = (float(v) for v in box)
     x0, x1 = sorted((x0, x1))
     y0, y1 = sorted((y0, y1))
-    x0 = min(max(int(math.floor(x0)), 0), width - 1)
-    y0 = min(max(int(math.floor(y0)), 0), height - 1)
-    x1 = min(max(int(math.ceil(x1)), x0 + 1), width)
-    y1 = min(max(int(math.ceil(y1)), y0 + 1), height)
+    # The tolerance absorbs float32 round-off of normalised boxes (0.195122 * 41 = 7.99998 means 8).
+    x0 = min(max(int(math.floor(x0 + 1e-3)), 0), width - 1)
+    y0 = min(max(int(math.floor(y0 + 1e-3)), 0), height - 1)
+    x1 = min(max(int(math.ceil(x1 - 1e-3)), x0 + 1), width)
+    y1 = min(max(int(math.ceil(y1 - 1e-3)), y0 + 1), height)
     return x0, y0, x1, y1
 
 
