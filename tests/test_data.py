@@ -380,3 +380,22 @@ def test_synthetic_source_end_to_end():
         truth = synthetic.generate(spec, int(e.key.split("/")[1]))
         assert e.bbox == tuple(truth["bbox"]) and int(x["child"][0]) == truth["child"]
         assert x["mask"].numpy().mean() > 0.1  # the crop is centred on the object
+
+
+def test_cub_without_segmentations_trains_but_has_no_masks(tmp_path):
+    import shutil
+
+    _write_cub(tmp_path, n=5)
+    shutil.rmtree(tmp_path / "segmentations")
+    cfg = DataConfig(dataset="cub", data_dir=str(tmp_path))
+    assert pipeline.describe(cfg)["has_masks"] is False
+    assert "mask" not in next(iter(pipeline.eval_dataset(cfg, SIZE, 2)))
+
+
+def test_unknown_dataset_or_crop_names_the_allowed_values():
+    from onegan_tf.config import ConfigError
+
+    with pytest.raises(ConfigError, match="cub"):
+        DataConfig(dataset="imagenet")
+    with pytest.raises(ConfigError, match="bbox"):
+        DataConfig(crop="center")
