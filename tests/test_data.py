@@ -399,3 +399,15 @@ def test_unknown_dataset_or_crop_names_the_allowed_values():
         DataConfig(dataset="imagenet")
     with pytest.raises(ConfigError, match="bbox"):
         DataConfig(crop="center")
+
+
+def test_large_synthetic_sets_are_read_from_files(tmp_path, monkeypatch):
+    from onegan_tf.data import sources
+
+    monkeypatch.setattr(sources, "_MAX_IN_MEMORY_BYTES", 0)
+    cfg = DataConfig(dataset="synthetic", data_dir=str(tmp_path), synthetic_train_size=5,
+                     synthetic_test_size=2, synthetic_resolution=SIZE)
+    src = pipeline.build_protocol(cfg).source
+    assert all(isinstance(e.image, str) and os.path.exists(e.image) for e in src.examples + src.test_examples)
+    batch = next(iter(pipeline.eval_dataset(cfg, SIZE, 2, "test")))
+    assert batch["image"].shape == (2, SIZE, SIZE, 3) and batch["mask"].shape == (2, SIZE, SIZE, 1)

@@ -29,6 +29,7 @@ import io
 import json
 import math
 import os
+import tempfile
 from typing import Any, Iterable
 
 import numpy as np
@@ -44,6 +45,9 @@ SOURCES = DATA_SOURCES
 # What tf.io.decode_image(channels=3) reads correctly; anything else is re-encoded to PNG once.
 _TF_FORMATS = {"JPEG", "PNG"}
 _TF_MODES = {"RGB", "L", "CMYK", "RGBA", "LA", "P"}
+# Encoded images kept in memory end up as constants in the tf.data graph (2 GB limit); above this many raw
+# bytes a generated set is written to PNG files instead.
+_MAX_IN_MEMORY_BYTES = 512 * 2**20
 
 
 class DataError(ValueError):
@@ -222,6 +226,10 @@ def _load_folder(cfg: DataConfig) -> Source:
                          child=int(a.get("child", -1)), parent=int(a.get("parent", -1)),
                          mask=resolve(a["mask"], "masks") if a.get("mask") else None))
     has_labels = bool(raws) and all(r.child >= 0 for r in raws)
+    if spec.get("n_child") and spec.get("n_parents"):  # parents follow from children (SPEC §1)
+        for r in raws:
+            if r.parent < 0:
+                r.parent = parent_of(r.child, spec["n_child"], spec["n_parents"])
     n_child = spec.get("n_child") or (max(r.child for r in raws) + 1 if has_labels else None)
     n_parent = spec.get("n_parents") or spec.get("n_parent") or (
         max(r.parent for r in raws) + 1 if raws and all(r.parent >= 0 for r in raws) else None)
@@ -317,7 +325,9 @@ def _load_synthetic(cfg: DataConfig) -> Source:
     if cache and os.path.exists(cache):
         arrays = dict(np.load(cache))
     else:
-        items = synthetic.generate_many(spec, range(n_train + n_test))
+        # generate() is a pure function of (spec, index) and mostly numpy, so threads overlap well.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+            items = list(pool.map(lambda i: synthetic.generate(spec, i), range(n_train + n_test)))
         arrays = {k: np.stack([np.asarray(it[k]) for it in items]) if items else np.zeros((0,))
                   for k in ("image", "mask", "bbox", "child", "parent")}
         if cache:
@@ -328,6 +338,9 @@ def _load_synthetic(cfg: DataConfig) -> Source:
     raws = [_Raw(key=f"{'train' if i < n_train else 'test'}/{i:06d}", image=arrays["image"][i],
                  bbox=tuple(int(v) for v in arrays["bbox"][i]), child=int(arrays["child"][i]),
                  parent=int(arrays["parent"][i]), mask=arrays["mask"][i]) for i in range(n_train + n_test)]
+    if arrays["image"].nbytes > _MAX_IN_MEMORY_BYTES:  # see _extract_to_files
+        _extract_to_files(raws, (cache[:-len(".npz")] + "_files") if cache else
+                          tempfile.mkdtemp(prefix="onegan_tf_synthetic_"))
     examples, corrupt = _validate(raws)
     train = tuple(e for e in examples if e.key.startswith("train/"))
     test = tuple(e for e in examples if e.key.startswith("test/"))
