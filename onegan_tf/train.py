@@ -1,0 +1,323 @@
+"""`python -m onegan_tf.train --flagfile=configs/cub.cfg`: train OneGAN by the multi-phase schedule (Sec. 4.3).
+
+flags -> one Config -> strategy -> data streams -> `OneGANTrainer` -> the loop: one iteration per step,
+the discriminator clones made on entering Phase II, scalars and figure grids to TensorBoard, a checkpoint
+every `ckpt_every` steps. Running the same command again resumes from the last checkpoint of `run_dir`.
+
+Run directory: config.json (the resolved config), ckpt/ (tf.train.CheckpointManager), tb/ (TensorBoard
+events and profiles), samples/ (PNG grids), metrics.jsonl (every logged scalar), summary.json (at the end).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+from absl import app, flags, logging
+
+from onegan_tf.config import Config, ConfigError
+from onegan_tf.flags import config_from_flags, define_config_flags
+
+define_config_flags()
+flags.DEFINE_boolean("dry_run", False, "Print the resolved config, the parameter count of every sub-network "
+                     "and the per-phase step plan, then exit without training.")
+FLAGS = flags.FLAGS
+
+# Settings that may change between a run and its resumption (bookkeeping, devices, speed).
+RESUMABLE_CHANGES = ("run_dir", "log_every", "image_every", "ckpt_every", "keep_checkpoints", "profile_steps",
+                     "progress", "strategy", "devices", "jit_compile", "data_dir", "data_cache",
+                     "tfds_download", "tfds_manual_dir")
+GRID_COLUMNS = 8
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; the message names the step and the terms."""
+
+
+class IncompatibleRunError(RuntimeError):
+    """run_dir holds a checkpoint of a run with other settings."""
+
+
+# ---------------------------------------------------------------------------------------------- set-up
+
+
+def make_strategy(tc):
+    """default: one device; mirrored: all local GPUs (or --devices); multi_worker: from TF_CONFIG."""
+    import tensorflow as tf
+
+    if tc.strategy == "default":
+        return tf.distribute.get_strategy()
+    if tc.strategy == "mirrored":
+        devices = [d.strip() for d in tc.devices.split(",") if d.strip()] or None
+        return tf.distribute.MirroredStrategy(devices)
+    if "TF_CONFIG" not in os.environ:
+        raise ConfigError("--strategy=multi_worker needs the TF_CONFIG environment variable "
+                          "(cluster and task of this worker)")
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def is_chief(strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
+                                             and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def check_data(cfg: Config) -> dict:
+    """Fail before any work when the data cannot feed this model; returns `data.describe`."""
+    from onegan_tf import data
+
+    mc = cfg.model
+    if cfg.data.dataset != "synthetic" and cfg.data.data_dir and not os.path.isdir(cfg.data.data_dir):
+        raise ConfigError(f"--data_dir={cfg.data.data_dir!r} does not exist or is not a directory")
+    info = data.describe(cfg.data)
+    for name, known, model in (("n_child", info["n_child"], mc.n_child), ("n_parent", info["n_parent"], mc.n_parent)):
+        if known and known != model:
+            raise ConfigError(f"--{name}={model} but dataset {cfg.data.dataset!r} has {known} classes; "
+                              f"set --{name}={known}")
+    return info
+
+
+def check_resumable(cfg: Config, run_dir: str) -> None:
+    """Refuse to resume a checkpoint written with other settings, naming each difference."""
+    from onegan_tf.trainer import config_differences
+
+    path = os.path.join(run_dir, "config.json")
+    has_ckpt = os.path.exists(os.path.join(run_dir, "ckpt", "checkpoint"))
+    if not has_ckpt:
+        return
+    if not os.path.exists(path):
+        raise IncompatibleRunError(f"{run_dir} holds a checkpoint but no config.json; cannot check it matches")
+    with open(path) as f:
+        saved = json.load(f)
+    diffs = config_differences(saved, cfg.to_dict(), RESUMABLE_CHANGES)
+    if diffs:
+        raise IncompatibleRunError(
+            f"run_dir={run_dir} holds a checkpoint of a run with other settings; refusing to resume. "
+            "Differences:\n  " + "\n  ".join(diffs) + "\nUse another --run_dir or the original settings.")
+
+
+def write_json(path: str, obj) -> None:
+    """Atomic write: a failed run never leaves a half-written file in place of a good one."""
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def dry_run(cfg: Config, out=sys.stdout) -> dict:
+    """Resolved config, per-network parameter counts and the step plan, printed; nothing trained."""
+    from onegan_tf.model import OneGAN
+    from onegan_tf.trainer import step_plan
+
+    counts = OneGAN(cfg.model).parameter_counts()
+    plan = step_plan(cfg.train)
+    print("Resolved config:", cfg.to_json(), sep="\n", file=out)
+    print("\nParameters per sub-network:", file=out)
+    for name, n in counts.items():
+        print(f"  {name:<6} {n:>14,}", file=out)
+    print(f"  {'total':<6} {sum(counts.values()):>14,}", file=out)
+    print("\nStep plan:", file=out)
+    for row in plan:
+        print(f"  Phase {row['phase']:<4} steps {row['first']:>8,} .. {row['last']:>8,} "
+              f"({row['steps']:,} steps): {row['paths']}", file=out)
+    return {"parameters": counts, "plan": plan}
+
+
+# ---------------------------------------------------------------------------------------------- the loop
+
+
+def train(cfg: Config) -> dict:
+    """Train (or resume) the run of `cfg`; returns the summary also written to run_dir/summary.json."""
+    import keras
+    import tensorflow as tf
+
+    from onegan_tf import data, figures
+    from onegan_tf.trainer import PHASES, OneGANTrainer, phase_at, step_noise
+
+    tc, mc = cfg.train, cfg.model
+    run_dir = tc.run_dir
+    strategy = make_strategy(tc)
+    replicas = strategy.num_replicas_in_sync
+    if tc.batch_size % replicas:
+        raise ConfigError(f"--batch_size={tc.batch_size} is not divisible by the {replicas} replicas of "
+                          f"--strategy={tc.strategy}")
+    if tc.weight_MS and (tc.batch_size // replicas) % 2:
+        raise ConfigError(f"--weight_MS pairs samples within a replica: the per-replica batch "
+                          f"{tc.batch_size // replicas} must be even")
+    info = check_data(cfg)
+    check_resumable(cfg, run_dir)
+    chief = is_chief(strategy)
+    if tc.mixed_precision != "off":
+        keras.mixed_precision.set_dtype_policy(tc.mixed_precision)
+
+    trainer = OneGANTrainer(cfg, strategy)
+    ckpt = tf.train.Checkpoint(trainer=trainer)
+    ckpt_dir = os.path.join(run_dir, "ckpt") if chief else tempfile.mkdtemp(prefix="onegan-worker-ckpt-")
+    manager = tf.train.CheckpointManager(ckpt, ckpt_dir, max_to_keep=tc.keep_checkpoints)
+    if manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        logging.info("Resumed from %s at step %d", manager.latest_checkpoint, int(trainer.step.numpy()))
+    start = int(trainer.step.numpy())
+    if chief:
+        write_json(os.path.join(run_dir, "config.json"), cfg.to_dict())
+    if start >= tc.steps:
+        logging.info("Run %s already finished (%d steps)", run_dir, start)
+
+    # Inputs: X_c, X_bg and every random draw of the step, one global batch per step, split over replicas.
+    x_c, x_bg = data.train_streams(cfg.data, mc.image_size, tc.batch_size, tc.seed, start)
+    noise = tf.data.Dataset.range(start, max(start, tc.steps)).map(
+        lambda s: step_noise(tc.seed, s, tc.batch_size, cfg))
+    batches = tf.data.Dataset.zip((x_c, x_bg, noise)).map(lambda a, b, n: {"x_c": a, "x_bg": b, **n})
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    batches = strategy.experimental_distribute_dataset(batches.with_options(options))
+
+    writer = tf.summary.create_file_writer(os.path.join(run_dir, "tb")) if chief else tf.summary.create_noop_writer()
+    grid_inputs = _grid_inputs(cfg, data) if chief else None
+    profile = tc.profile_range
+    progress = _progress(tc, start, chief)
+    last_log_time, last_log_step, values, images_per_s = time.time(), start, {}, 0.0
+    t0 = time.time()
+    step = start
+    for step, batch in zip(range(start, tc.steps), batches):
+        phase = phase_at(step, tc)
+        if phase >= 1 and not bool(trainer.clones_ready.numpy()):
+            trainer.init_clones()
+            logging.info("Step %d: entering Phase %s, discriminators cloned for the reconstruction paths",
+                         step, PHASES[phase])
+        if profile and step == profile[0]:
+            tf.profiler.experimental.start(os.path.join(run_dir, "tb"))
+        out = trainer.train_step(batch, phase)
+        if profile and step == profile[1] - 1:
+            tf.profiler.experimental.stop()
+        done = step + 1
+        progress.update(1)
+        last = done == tc.steps
+        if done % tc.log_every == 0 or last or done % tc.ckpt_every == 0:
+            values = {k: float(v) for k, v in out.items()}
+            _raise_if_not_finite(trainer, values, manager)
+            now = time.time()
+            steps_per_s = (done - last_log_step) / max(now - last_log_time, 1e-9)
+            images_per_s = steps_per_s * tc.batch_size
+            last_log_time, last_log_step = now, done
+            scalars = {**{f"loss/{k}": v for k, v in values.items()}, "schedule/phase": phase,
+                       "schedule/learning_rate": float(trainer.opt_G.learning_rate),
+                       "speed/steps_per_s": steps_per_s, "speed/images_per_s": images_per_s}
+            if chief:
+                _log_scalars(writer, run_dir, done, PHASES[phase], scalars)
+            progress.set_postfix_str(_postfix(PHASES[phase], values, images_per_s))
+        if chief and (done % tc.image_every == 0 or last):
+            _log_grids(writer, run_dir, done, trainer.model, grid_inputs, figures)
+        if done % tc.ckpt_every == 0 or last:
+            manager.save(checkpoint_number=done)
+    progress.close()
+    end_step = int(trainer.step.numpy())
+    summary = {"run_dir": run_dir, "start_step": start, "end_step": end_step, "steps_run": end_step - start,
+               "phase": PHASES[phase_at(max(end_step - 1, 0), tc)], "wall_s": round(time.time() - t0, 1),
+               "final_losses": values, "images_per_s": images_per_s, "replicas": replicas,
+               "checkpoint": manager.latest_checkpoint, "data": {k: info[k] for k in ("dataset", "n_images")}}
+    if chief:
+        write_json(os.path.join(run_dir, "summary.json"), summary)
+        print(_summary_text(summary), flush=True)
+    return summary
+
+
+def _raise_if_not_finite(trainer, values, manager):
+    bad_step = int(trainer.bad_step.numpy())
+    bad = sorted(k for k, v in values.items() if not np.isfinite(v))
+    if bad_step >= 0 or bad:
+        raise NonFiniteLossError(
+            f"a loss became NaN or infinite at step {bad_step if bad_step >= 0 else int(trainer.step.numpy()) - 1}"
+            f"; non-finite terms now: {', '.join(bad) or '(recovered since)'}. Training stopped; the last good "
+            f"checkpoint is kept: {manager.latest_checkpoint or 'none was written yet'}")
+
+
+def _grid_inputs(cfg: Config, data):
+    """Fixed codes and real images for the figure grids, the same at every logging step."""
+    import tensorflow as tf
+
+    from onegan_tf.model import sample_z
+
+    mc = cfg.model
+    n = min(GRID_COLUMNS, mc.n_child)
+    child = tf.constant(np.linspace(0, mc.n_child - 1, n).round().astype(np.int32))
+    z = sample_z(tf.constant([cfg.train.seed, -1], tf.int64), n, mc.d_z)
+    real = next(iter(data.eval_dataset(cfg.data, mc.image_size, GRID_COLUMNS, "object")))
+    return {"child": child, "z": z, "real": real}
+
+
+def _log_grids(writer, run_dir, step, model, inputs, figures):
+    import tensorflow as tf
+
+    gen = {k: v.numpy() for k, v in model.generate(inputs["child"], inputs["z"]).items()}
+    rec = {k: v.numpy() for k, v in model.reconstruct(inputs["real"]["image"]).items()}
+    grids = {"generation": figures.generation_figure(gen),
+             "reconstruction": figures.reconstruction_figure(inputs["real"]["image"].numpy(), rec,
+                                                             inputs["real"].get("mask"))}
+    with writer.as_default(step=step):
+        for name, grid in grids.items():
+            tf.summary.image(f"figures/{name}", grid[None], step=step)
+            figures.save_png(os.path.join(run_dir, "samples", f"{name}_{step:08d}.png"), grid)
+    writer.flush()
+
+
+def _log_scalars(writer, run_dir, step, phase, scalars):
+    import tensorflow as tf
+
+    with writer.as_default(step=step):
+        for k, v in scalars.items():
+            tf.summary.scalar(k, v, step=step)
+    writer.flush()
+    with open(os.path.join(run_dir, "metrics.jsonl"), "a") as f:
+        f.write(json.dumps({"step": step, "phase": phase, **scalars}, sort_keys=True) + "\n")
+
+
+def _progress(tc, start, chief):
+    from tqdm import tqdm
+
+    return tqdm(total=tc.steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
+                disable=not (tc.progress and chief), file=sys.stderr, mininterval=1.0)
+
+
+def _postfix(phase, values, images_per_s):
+    keys = [k for k in ("D_gen/L_D", "total/L_GEN", "total/L_AE", "gen/L_RM") if k in values]
+    shown = " ".join(f"{k.split('/')[-1]}={values[k]:.3g}" for k in keys)
+    return f"phase={phase} {shown} img/s={images_per_s:.1f}"
+
+
+def _summary_text(s):
+    lines = [f"Finished {s['run_dir']}: steps {s['start_step']} -> {s['end_step']} (phase {s['phase']}) in "
+             f"{s['wall_s']} s, {s['images_per_s']:.1f} images/s on {s['replicas']} replica(s)",
+             f"  checkpoint: {s['checkpoint']}",
+             f"  TensorBoard: tensorboard --logdir {os.path.join(s['run_dir'], 'tb')}"]
+    for k in sorted(s["final_losses"]):
+        lines.append(f"  {k:<24} {s['final_losses'][k]:.4f}")
+    return "\n".join(lines)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        cfg = config_from_flags()
+        if FLAGS.dry_run:
+            dry_run(cfg)
+            return 0
+        train(cfg)
+    except (ConfigError, IncompatibleRunError, NonFiniteLossError) as e:
+        logging.error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

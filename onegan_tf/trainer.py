@@ -1,0 +1,334 @@
+"""One training iteration of OneGAN under a `tf.distribute` strategy (paper Sec. 4; SPEC §5).
+
+Reads top to bottom like Sec. 4: the generation path every step, the reconstruction of fake images from
+Phase IIa, of real images in Phase IIb; the discriminators (and, in Phase II, their per-path clones) updated
+on stopped fakes; then one update of generators, encoders, embeddings and D_c's head B on the sum of every
+path's losses (L_GEN + L_AE, Eq. 14 and 18).
+
+`OneGANTrainer` owns the model, the discriminator clones, the optimisers and the step counter; it is a
+`tf.Module`, so one `tf.train.Checkpoint(trainer=...)` holds the whole training state. Randomness is drawn
+per step from a stateless seed (`step_noise`), so the state of the random streams is the step itself.
+"""
+
+from __future__ import annotations
+
+import types
+
+import keras
+import tensorflow as tf
+
+from onegan_tf import losses
+from onegan_tf.config import Config, TrainConfig
+from onegan_tf.model import OneGAN, parent_of, sample_betas, sample_children, sample_eps, sample_z
+from onegan_tf.networks import example_inputs
+
+PHASES = ("I", "IIa", "IIb")
+# The paths each phase runs (Sec. 4.3): generation always; fake reconstruction from IIa; real from IIb.
+PHASE_PATHS = {0: ("gen",), 1: ("gen", "rec_fake"), 2: ("gen", "rec_fake", "rec_real")}
+CLONED_PATHS = ("rec_fake", "rec_real")
+
+
+def phase_at(step: int, tc: TrainConfig) -> int:
+    """Index into PHASES of the phase that `step` (0-based) belongs to."""
+    if step < tc.phase1_steps:
+        return 0
+    if step < tc.phase1_steps + tc.phase2a_steps:
+        return 1
+    return 2
+
+
+def step_plan(tc: TrainConfig) -> list[dict]:
+    """The schedule as rows {phase, first, last, steps, paths}; phases of length 0 are left out."""
+    rows, first = [], 0
+    for i, length in enumerate((tc.phase1_steps, tc.phase2a_steps, tc.phase2b_steps)):
+        if length:
+            rows.append({"phase": PHASES[i], "first": first, "last": first + length - 1, "steps": length,
+                         "paths": " + ".join(PHASE_PATHS[i])})
+        first += length
+    return rows
+
+
+def step_noise(seed: int, step, batch: int, cfg: Config) -> dict:
+    """Every random draw of one iteration, for the global batch, from the stateless seed (seed, step).
+
+    child classes and z (generation path), per-sample mixup betas and reparameterisation noise for each
+    reconstruction path. With a mode-seeking weight, samples 2i and 2i+1 share their classes.
+    """
+    mc = cfg.model
+    key = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
+    s = tf.random.experimental.stateless_split(key, 6)
+    child = sample_children(s[0], batch, mc.n_child)
+    if cfg.train.weight_MS:
+        child = tf.repeat(child[: batch // 2], 2)
+    noise = {"child": child, "z": sample_z(s[1], batch, mc.d_z)}
+    for path, (sb, se) in (("rec_fake", (s[2], s[3])), ("rec_real", (s[4], s[5]))):
+        for k, v in sample_betas(sb, batch).items():
+            noise[f"{path}/{k}"] = v
+        for k, v in sample_eps(se, batch, mc).items():
+            noise[f"{path}/eps_{k}"] = v
+    return noise
+
+
+def _clone(net: keras.Model, key: str, path: str, cfg) -> keras.Model:
+    """A new network of the same architecture as `net` (weights are copied later, by `init_clones`)."""
+    clone = type(net).from_config({**net.get_config(), "name": f"{key}_{path}"})
+    clone(example_inputs(key, cfg))
+    return clone
+
+
+class OneGANTrainer(tf.Module):
+    """Model, discriminator clones, optimisers and the step counter, with one `train_step` per phase."""
+
+    def __init__(self, cfg: Config, strategy: tf.distribute.Strategy | None = None):
+        super().__init__(name="trainer")
+        self.cfg = cfg
+        self.strategy = strategy or tf.distribute.get_strategy()
+        tc = cfg.train
+        with self.strategy.scope():
+            self.model = OneGAN(cfg.model)
+            m = self.model
+            # Sec. 4.3: one (D_bg, D_c) pair per reconstruction path, copied from the generation path's pair
+            # on entering Phase II. They exist from the start so a checkpoint always has the same structure.
+            for path in CLONED_PATHS:
+                setattr(self, f"D_bg_{path}", _clone(m.D_bg, "D_bg", path, cfg.model))
+                setattr(self, f"D_c_{path}", _clone(m.D_c, "D_c", path, cfg.model))
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            self.phase = tf.Variable(0, dtype=tf.int64, trainable=False, name="phase")
+            self.clones_ready = tf.Variable(False, trainable=False, name="clones_ready")
+            # Variable lists: the discriminators' own weights (Eq. 10) and everything L_GEN + L_AE trains.
+            # Held outside the checkpointed object graph (they only point at the networks' variables).
+            d_vars = {path: pair[0].trainable_variables + pair[1].own_variables
+                      for path, pair in ((p, self.discriminators(p)) for p in ("gen",) + CLONED_PATHS)}
+            g_vars = [v for key in ("V_bg", "V_p", "V_c", "G_bg0", "G_bg1", "G_fg0", "G_fg1", "G_fg2",
+                                    "E_c", "E_p", "E_bg") for v in getattr(m, key).trainable_variables]
+            self._untracked = types.SimpleNamespace(d_vars=d_vars, g_vars=g_vars + m.D_c.head_b_variables,
+                                                    step_fns={})
+            self.opt_G = self._optimizer("opt_G")
+            self.opt_D = self._optimizer("opt_D")
+            self.opt_D_rec_fake = self._optimizer("opt_D_rec_fake")
+            self.opt_D_rec_real = self._optimizer("opt_D_rec_real")
+            self.opt_G.build(self.g_vars)
+            for path, opt in self.d_optimizers().items():
+                opt.build(self.d_vars[path])
+            # First non-finite step (-1 = none yet): checked by the host before any checkpoint is written.
+            self.bad_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="bad_step")
+
+    @property
+    def g_vars(self) -> list:
+        """What L_GEN + L_AE trains: embeddings, generators, encoders and D_c's head B (SPEC §5)."""
+        return self._untracked.g_vars
+
+    @property
+    def d_vars(self) -> dict:
+        """Per path, what its discriminator loss (Eq. 10) trains: D_bg and D_c without head B."""
+        return self._untracked.d_vars
+
+    def _optimizer(self, name):
+        tc = self.cfg.train
+        opt = keras.optimizers.Adam(tc.learning_rate, beta_1=tc.beta_1, beta_2=tc.beta_2, name=name)
+        if tc.mixed_precision == "mixed_float16":
+            opt = keras.optimizers.LossScaleOptimizer(opt, name=f"{name}_loss_scale")
+        return opt
+
+    def discriminators(self, path: str):
+        """The (D_bg, D_c) pair that judges `path`'s images: the originals for "gen", a clone otherwise."""
+        if path == "gen":
+            return self.model.D_bg, self.model.D_c
+        return getattr(self, f"D_bg_{path}"), getattr(self, f"D_c_{path}")
+
+    def d_optimizers(self) -> dict:
+        return {"gen": self.opt_D, "rec_fake": self.opt_D_rec_fake, "rec_real": self.opt_D_rec_real}
+
+    # -- Phase II entry (Sec. 4.3) ------------------------------------------------------------------------
+    def init_clones(self) -> None:
+        """Copy D_bg, D_c and their optimiser state into both clone pairs; called once, entering Phase II."""
+        src_opt = self.opt_D
+        for path in CLONED_PATHS:
+            for src, dst in zip(self.discriminators("gen"), self.discriminators(path)):
+                for a, b in zip(src.weights, dst.weights):
+                    b.assign(a)
+            dst_opt = self.d_optimizers()[path]
+            for a, b in zip(src_opt.variables, dst_opt.variables):
+                if tuple(a.shape) != tuple(b.shape):
+                    raise RuntimeError(f"optimizer state mismatch copying {a.name} -> {b.name}")
+                b.assign(a)
+        self.clones_ready.assign(True)
+
+    # -- one iteration --------------------------------------------------------------------------------------
+    def train_step(self, dist_batch, phase: int) -> dict:
+        """Run one distributed iteration of `phase`; returns the global-batch mean of every loss term."""
+        fns = self._untracked.step_fns
+        if phase not in fns:
+            fns[phase] = tf.function(self._make_step(phase))
+        return fns[phase](dist_batch)
+
+    def _make_step(self, phase):
+        replica = self._replica_fn(phase)
+        if self.cfg.train.jit_compile:
+            if self.strategy.num_replicas_in_sync > 1:
+                raise ValueError("jit_compile=True supports one replica; use it with --strategy=default")
+            replica = tf.function(replica, jit_compile=True)
+
+        def step(dist_batch):
+            per_replica = self.strategy.run(replica, args=(dist_batch,))
+            out = {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+                   for k, v in per_replica.items()}
+            finite = tf.reduce_all([tf.math.is_finite(v) for v in out.values()])
+            self.bad_step.assign(tf.where(tf.logical_and(tf.logical_not(finite), self.bad_step < 0),
+                                          self.step, self.bad_step))
+            self.step.assign_add(1)
+            self.phase.assign(phase)
+            return out
+        return step
+
+    def _replica_fn(self, phase):
+        paths = PHASE_PATHS[phase]
+        m, tc = self.model, self.cfg.train
+
+        def replica(batch):
+            n = tf.cast(tf.distribute.get_replica_context().num_replicas_in_sync, tf.float32)
+            x_c, x_bg = batch["x_c"], batch["x_bg"]
+            child = batch["child"]
+            with tf.GradientTape() as tape:
+                # Generation path (Sec. 4.1): codes -> I_bg, I_fg, I_m, I.
+                gen = m.generate(child, batch["z"], training=True)
+                # Reconstruction paths (Sec. 4.2): the fake image of this step (stopped) and real X_c.
+                sources = {"rec_fake": tf.stop_gradient(gen["I"]), "rec_real": x_c}
+                recs = {p: m.reconstruct(sources[p], *self._path_noise(batch, p), training=True)
+                        for p in paths if p != "gen"}
+                # Discriminators first, on stopped fakes (Eq. 10), each path against its own pair.
+                with tape.stop_recording():
+                    terms = self._update_discriminators(gen, recs, x_c, x_bg, n)
+                # Then every loss of the generators, encoders and embeddings (Eq. 11-18).
+                terms.update(self._generation_losses(gen, child))
+                for p, rec in recs.items():
+                    terms.update(self._reconstruction_losses(p, rec, sources[p], gen))
+                total = tf.add_n([terms[k] * w for k, w in self._weights(paths).items()])
+                terms["total/L_AE" if len(paths) > 1 else "total/L_GEN"] = total
+                loss = total / n
+                if isinstance(self.opt_G, keras.optimizers.LossScaleOptimizer):
+                    loss = self.opt_G.scale_loss(loss)
+            grads = tape.gradient(loss, self.g_vars)
+            # Phase I leaves the encoders' variance and z heads without gradient; they are not touched.
+            self.opt_G.apply_gradients([(g, v) for g, v in zip(grads, self.g_vars) if g is not None])
+            return terms
+        return replica
+
+    @staticmethod
+    def _path_noise(batch, path):
+        betas = {k: batch[f"{path}/{k}"] for k in ("beta1", "beta2", "beta3", "beta4")}
+        eps = {k: batch[f"{path}/eps_{k}"] for k in ("p", "c", "z")}
+        return betas, eps
+
+    def _weights(self, paths) -> dict:
+        """Term name -> weight of Eq. 14 and 18; terms of weight 0 are never computed (see the loss methods)."""
+        tc = self.cfg.train
+        w = {"gen/L_G": tc.weight_G, "gen/L_E": tc.weight_E, "gen/L_MSE": tc.weight_MSE,
+             "gen/L_Rv": tc.weight_Rv, "gen/L_RM": tc.weight_RM, "gen/L_MS": tc.weight_MS}
+        for p in paths[1:]:
+            w.update({f"{p}/L_VAE": tc.weight_VAE, f"{p}/L_REC": tc.weight_REC, f"{p}/L_PER": tc.weight_PER,
+                      f"{p}/L_G": tc.weight_adv_rec})
+        return {k: v for k, v in w.items() if v}
+
+    # -- discriminators (Eq. 10) ------------------------------------------------------------------------------
+    def _update_discriminators(self, gen, recs, x_c, x_bg, n) -> dict:
+        fakes = {"gen": (gen["I_bg"], gen["I"])}
+        fakes.update({p: (rec["I_bg_hat"], rec["I_hat"]) for p, rec in recs.items()})
+        terms = {}
+        for path, (fake_bg, fake) in fakes.items():
+            D_bg, D_c = self.discriminators(path)
+            opt, var_list = self.d_optimizers()[path], self.d_vars[path]
+            b = tf.shape(x_bg)[0]
+            with tf.GradientTape() as tape:
+                # One call per discriminator on [real, fake(, object)] — per-sample networks, no batch statistics.
+                bg = D_bg(tf.concat([x_bg, tf.stop_gradient(fake_bg), x_c], 0), training=True)
+                c = D_c(tf.concat([x_c, tf.stop_gradient(fake)], 0), training=True)
+                t = losses.discriminator_terms(
+                    D_bgA_real=bg["D_bgA"][:b], D_bgA_fake=bg["D_bgA"][b:2 * b],
+                    D_bgB_bg=bg["D_bgB"][:b], D_bgB_obj=bg["D_bgB"][2 * b:],
+                    D_cA_real=c["D_cA"][:b], D_cA_fake=c["D_cA"][b:])
+                L_D = losses.discriminator_loss(t)
+                scaled = L_D / n
+                if isinstance(opt, keras.optimizers.LossScaleOptimizer):
+                    scaled = opt.scale_loss(scaled)
+            opt.apply_gradients(zip(tape.gradient(scaled, var_list), var_list))
+            terms.update({f"D_{path}/{k}": v for k, v in t.items()})
+            terms[f"D_{path}/L_D"] = L_D
+        return terms
+
+    # -- generation path (Eq. 11-14) ------------------------------------------------------------------------------
+    def _generation_losses(self, gen, child) -> dict:
+        m, tc, mc = self.model, self.cfg.train, self.cfg.model
+        D_bg, D_c = self.discriminators("gen")
+        terms = {}
+        c_out = D_c(gen["I"], training=True) if (tc.weight_G or tc.weight_E) else None
+        if tc.weight_G:
+            bg_out = D_bg(gen["I_bg"], training=True)
+            terms["gen/L_G"] = losses.generator_adversarial_loss(bg_out["D_bgA"], bg_out["D_bgB"], c_out["D_cA"])
+        if tc.weight_E or tc.weight_MSE:
+            enc = m.encode(gen["I"], training=True)
+            if tc.weight_E:
+                terms["gen/L_E"] = losses.classification_loss(enc["e_p_hat"], enc["e_c_hat"], c_out["D_cB"],
+                                                              parent_of(child, mc), child)
+            if tc.weight_MSE:
+                B_bg = m.E_bg((gen["I"], gen["I_m"]), training=True)["B_bg"] if mc.bypass else None
+                terms["gen/L_MSE"] = losses.code_distance_loss(
+                    gen["v_c"], enc["mu_c"], gen["v_p"], enc["mu_p"], gen["A_fg"],
+                    enc["B_fg"] if mc.bypass else None, gen["A_bg"], B_bg)
+        if tc.weight_Rv:
+            terms["gen/L_Rv"] = losses.code_regularization(gen["v_p"], gen["v_c"], gen["v_bg"])
+        if tc.weight_RM:
+            terms["gen/L_RM"] = losses.mask_regularization(gen["I_m"], tc.mask_target)
+        if tc.weight_MS:
+            terms["gen/L_MS"] = losses.mode_seeking_loss(gen["I"][0::2], gen["I"][1::2],
+                                                         gen["z"][0::2], gen["z"][1::2])
+        return terms
+
+    # -- reconstruction paths (Eq. 15-18) ------------------------------------------------------------------------
+    def _reconstruction_losses(self, path, rec, source, gen) -> dict:
+        tc = self.cfg.train
+        fake = path == "rec_fake"
+        sg = tf.stop_gradient
+        D_bg, D_c = self.discriminators(path)
+        terms = {}
+        if tc.weight_VAE:
+            terms[f"{path}/L_VAE"] = losses.vae_loss(rec["mu_p"], rec["sigma_p"], rec["v_p"], rec["mu_c"],
+                                                     rec["sigma_c"], rec["v_c"], rec["mu_z"], rec["sigma_z"])
+        if tc.weight_REC:
+            terms[f"{path}/L_REC"] = losses.reconstruction_loss(
+                source, rec["I_hat"], *((sg(gen["I_bg"]), rec["I_bg_hat"], sg(gen["I_m"]), rec["I_m_hat"])
+                                        if fake else ()))
+        per_bg = tc.weight_PER and fake
+        if tc.weight_PER or tc.weight_adv_rec:
+            c_src, c_hat = _judge(D_c, source, rec["I_hat"], with_target=bool(tc.weight_PER))
+        if per_bg or tc.weight_adv_rec:
+            bg_src, bg_hat = _judge(D_bg, sg(gen["I_bg"]) if fake else None, rec["I_bg_hat"], bool(per_bg))
+        if tc.weight_PER:
+            terms[f"{path}/L_PER"] = losses.perceptual_loss(
+                c_src["D_cC"], c_hat["D_cC"], *((bg_src["D_bgC"], bg_hat["D_bgC"]) if per_bg else ()))
+        if tc.weight_adv_rec:
+            terms[f"{path}/L_G"] = losses.generator_adversarial_loss(bg_hat["D_bgA"], bg_hat["D_bgB"], c_hat["D_cA"])
+        return terms
+
+
+def _judge(D, target, hat, with_target: bool):
+    """D's outputs on (target, hat); one call on both when the target's features are needed (L_PER)."""
+    if not with_target:
+        return None, D(hat, training=True)
+    b = tf.shape(hat)[0]
+    out = D(tf.concat([target, hat], 0), training=True)
+    return {k: v[:b] for k, v in out.items()}, {k: v[b:] for k, v in out.items()}
+
+
+def config_differences(saved: dict, current: dict, ignore: tuple) -> list[str]:
+    """Settings that differ between a run directory's config and this run's, as 'section.name: a -> b'."""
+    diffs = []
+    for section in sorted(set(saved) | set(current)):
+        a, b = saved.get(section, {}), current.get(section, {})
+        for name in sorted(set(a) | set(b)):
+            if name in ignore:
+                continue
+            if a.get(name) != b.get(name):
+                diffs.append(f"{section}.{name}: {a.get(name)!r} (checkpoint) -> {b.get(name)!r} (now)")
+    return diffs
+
