@@ -41,6 +41,8 @@ def _check_image(x, channels, size, who):
     shape = tuple(x.shape)
     if len(shape) != 4 or shape[-1] != channels or (size and tuple(shape[1:3]) != (size, size)):
         raise ValueError(f"{who} expects images of shape (batch, {size}, {size}, {channels}); got {shape}")
+    if not keras.backend.is_float_dtype(keras.backend.standardize_dtype(x.dtype)):
+        raise TypeError(f"{who} expects float images in [-1, 1]; got dtype {keras.backend.standardize_dtype(x.dtype)}")
 
 
 @register

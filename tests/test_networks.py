@@ -208,8 +208,6 @@ def test_background_encoder_rejects_a_mask_with_the_wrong_shape(small_nets):
         nets["E_bg"]((np.zeros((1, S, S, 4), "float32"), np.zeros((1, S, S, 1), "float32")))
 
 
-@pytest.mark.xfail(strict=True, reason="networks._check_image checks the shape only: integer images reach "
-                   "Conv2D and fail with 'Incompatible type conversion requested to type int32 for tf.Variable'")
 @pytest.mark.parametrize("name", ["E_c", "D_c"])
 def test_image_networks_reject_integer_images_with_an_error_naming_the_dtype(small_nets, name):
     cfg, nets = small_nets
