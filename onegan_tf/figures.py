@@ -4,6 +4,13 @@ A figure is a list of rows, each row a batch of images (N, H, W, C) with C = 3 (
 (masks in [0, 1]); `image_grid` lays them out with a thin separator. The named figures follow the captions:
 - `generation_figure`: Fig. 3 — rows I, I_fg, I_m, I_bg; one column per sample.
 - `reconstruction_figure`: Fig. 4 / suppl. Fig. 2 — rows real, I^, I^_fg, I^_bg, (ground-truth mask,) I^_m.
+- `translation_figure`: Fig. 6 / suppl. Fig. 3 — one row per real image: the real image, then one column per
+  target class (optionally under a header row showing each target class).
+- `conditional_generation_figure`: suppl. Fig. 1 — top row real images, then one row per z; column j is
+  generated from the classes encoded from real image j.
+- `removal_figure`: suppl. Fig. 4 — rows original, (masked by the true mask,) masked by the predicted mask,
+  OneGAN's background I^_bg.
+Every grid is rows x H + (rows - 1) x PAD pixels high and cols x W + (cols - 1) x PAD wide.
 """
 
 from __future__ import annotations
@@ -54,6 +61,56 @@ def reconstruction_figure(images, rec: dict, gt_mask=None) -> np.ndarray:
     if gt_mask is not None:
         rows.append(gt_mask)
     rows.append(rec["I_m_hat"])
+    return image_grid(rows)
+
+
+def blank_like(batch) -> np.ndarray:
+    """White images (value 1 in [-1, 1]) shaped like `batch`'s first image: an empty grid cell."""
+    x = np.asarray(batch, dtype=np.float32)
+    return np.ones((1,) + x.shape[1:], np.float32)
+
+
+def translation_figure(images, translated, header=None) -> np.ndarray:
+    """Fig. 6 / suppl. Fig. 3: row i = real image i, then its reconstruction with each target child class.
+
+    translated: [T, N, H, W, 3], entry t the N images translated to target t. header: optional [T, H, W, 3],
+    one image per target class (e.g. generated from it), drawn above its column; the corner stays blank.
+    """
+    images, translated = np.asarray(images, np.float32), np.asarray(translated, np.float32)
+    if translated.ndim != 5 or translated.shape[1] != len(images):
+        raise ValueError(f"translated must be [targets, {len(images)}, H, W, 3]; got shape {translated.shape}")
+    rows = []
+    if header is not None:
+        rows.append(np.concatenate([blank_like(images), np.asarray(header, np.float32)]))
+    for i in range(len(images)):
+        rows.append(np.concatenate([images[i:i + 1], translated[:, i]]))
+    return image_grid(rows)
+
+
+def conditional_generation_figure(images, generated) -> np.ndarray:
+    """Suppl. Fig. 1: top row real images; row k + 1 = generated[k], one z per row, column j from image j."""
+    generated = np.asarray(generated, np.float32)
+    if generated.ndim != 5 or generated.shape[1] != len(images):
+        raise ValueError(f"generated must be [rows, {len(images)}, H, W, 3]; got shape {generated.shape}")
+    return image_grid([images, *generated])
+
+
+def masked(images, mask, fill: float = 1.0) -> np.ndarray:
+    """Images with the pixels where mask > 0.5 painted `fill` (white): the inputs of suppl. Fig. 4 (ii-iii)."""
+    images, mask = np.asarray(images, np.float32), np.asarray(mask, np.float32)
+    if mask.ndim == 3:
+        mask = mask[..., None]
+    hole = (mask > 0.5).astype(np.float32)
+    return images * (1.0 - hole) + fill * hole
+
+
+def removal_figure(images, mask, background, gt_mask=None) -> np.ndarray:
+    """Suppl. Fig. 4: original, (masked with the true mask,) masked with the predicted mask I^_m, OneGAN's
+    reconstructed background I^_bg (the object removed in one forward pass)."""
+    rows = [images]
+    if gt_mask is not None:
+        rows.append(masked(images, gt_mask))
+    rows += [masked(images, mask), background]
     return image_grid(rows)
 
 

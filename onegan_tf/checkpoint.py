@@ -1,0 +1,130 @@
+"""Load a trained OneGAN from a run directory (the layout `onegan_tf.train` writes).
+
+A run directory holds `config.json` (the resolved `Config`) and `ckpt/` (a `tf.train.CheckpointManager` of
+`tf.train.Checkpoint(trainer=OneGANTrainer)`). Inference and evaluation need only the model, so `load_run`
+rebuilds `OneGAN(config.model)` and restores it through a skeleton of the same object graph,
+`Checkpoint(trainer=Checkpoint(model=model, step=step))`: the trainer tracks the model as `model` and its
+step counter as `step`; the optimisers and discriminator clones stay in the file, unread.
+
+That skeleton only reaches the variables on the model's object graph. Networks that keep layers in plain
+Python lists (G_bg1, G_fg1 and D_bg at the time of writing) hide those layers from `tf.train.Checkpoint`;
+the trainer's checkpoint still holds their values, reachable through the optimisers' variable lists only.
+So when some model variable is off the graph, `restore_model` restores through a whole `OneGANTrainer`
+instead (optimiser slots included, ~3x the model's memory) — never a silently half-restored model.
+
+A checkpoint written with another model configuration (other sizes, classes, widths) does not fit the
+rebuilt networks; `load_run` then raises `CheckpointMismatchError` naming both files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import tensorflow as tf
+
+from onegan_tf.config import Config, ConfigError
+from onegan_tf.model import OneGAN
+
+
+class CheckpointMismatchError(RuntimeError):
+    """The checkpoint does not hold the model that the run's config.json describes (or is missing)."""
+
+
+@dataclasses.dataclass
+class LoadedRun:
+    """A restored model with where it came from."""
+
+    model: OneGAN
+    config: Config
+    run_dir: str
+    checkpoint: str
+    step: int
+
+
+def load_config(run_dir: str) -> Config:
+    """The `Config` of a run directory, from its config.json."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} does not exist: --run_dir must be a directory written by "
+                                "`python -m onegan_tf.train` (config.json + ckpt/)")
+    with open(path) as f:
+        try:
+            return Config.from_dict(json.load(f))
+        except (json.JSONDecodeError, TypeError, ConfigError) as e:
+            raise ConfigError(f"{path} is not a valid onegan_tf config: {e}") from e
+
+
+def find_checkpoint(run_dir: str, checkpoint: str | None = None) -> str:
+    """The checkpoint prefix to restore: `checkpoint` if given (a prefix such as run/ckpt/ckpt-6, or a
+    directory holding a `checkpoint` index), else the latest one of run_dir/ckpt."""
+    where = checkpoint or os.path.join(run_dir, "ckpt")
+    if os.path.isdir(where):
+        latest = tf.train.latest_checkpoint(where)
+        if latest is None:
+            raise FileNotFoundError(f"no checkpoint in {where} (train first, or pass --checkpoint=PREFIX)")
+        return latest
+    if not tf.io.gfile.exists(f"{where}.index"):
+        raise FileNotFoundError(f"checkpoint {where!r} not found: expected the files {where}.index and "
+                                f"{where}.data-*; give a prefix such as {os.path.join(run_dir, 'ckpt', 'ckpt-1')}")
+    return where
+
+
+def restore_model(model: OneGAN, path: str, cfg: Config | None = None) -> int:
+    """Restore `model`'s weights from a trainer checkpoint at `path`; returns the checkpoint's step.
+
+    cfg: the run's whole Config, used when the trainer has to be rebuilt (its optimisers depend on
+    cfg.train, e.g. loss scaling); default: the model's config with default training settings.
+
+    Raises CheckpointMismatchError when a weight is missing from the file or has another shape.
+    """
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    skeleton = tf.train.Checkpoint(trainer=tf.train.Checkpoint(model=model, step=step))
+    if not _reaches_every_variable(skeleton, model):
+        return _restore_through_trainer(model, path, cfg or Config(model=model.cfg))
+    try:
+        skeleton.restore(path).expect_partial().assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
+        raise CheckpointMismatchError(_first_lines(e)) from e
+    return int(step.numpy())
+
+
+def _reaches_every_variable(root, model: OneGAN) -> bool:
+    reached = {id(obj) for obj in tf.train.TrackableView(root).descendants()}
+    return all(id(v) in reached for net in model.networks.values() for v in net.weights)
+
+
+def _restore_through_trainer(model: OneGAN, path: str, cfg: Config) -> int:
+    """Restore the whole training state into a trainer built around `model`'s config, then copy the
+    model's weights over (the trainer's own OneGAN has the same architecture, so the same weight order)."""
+    from onegan_tf.trainer import OneGANTrainer
+
+    trainer = OneGANTrainer(cfg)
+    try:
+        tf.train.Checkpoint(trainer=trainer).restore(path).expect_partial().assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
+        raise CheckpointMismatchError(_first_lines(e)) from e
+    for key, net in model.networks.items():
+        net.set_weights(trainer.model.networks[key].get_weights())
+    return int(trainer.step.numpy())
+
+
+def load_run(run_dir: str, checkpoint: str | None = None) -> LoadedRun:
+    """Read run_dir/config.json, build OneGAN and restore it from the latest (or the given) checkpoint."""
+    cfg = load_config(run_dir)
+    path = find_checkpoint(run_dir, checkpoint)
+    model = OneGAN(cfg.model)
+    try:
+        step = restore_model(model, path, cfg)
+    except CheckpointMismatchError as e:
+        raise CheckpointMismatchError(
+            f"checkpoint {path} does not match the model of {os.path.join(run_dir, 'config.json')} "
+            f"(image_size={cfg.model.image_size}, channel_mult={cfg.model.channel_mult}, "
+            f"n_child={cfg.model.n_child}, n_parent={cfg.model.n_parent}): was it written by another run "
+            f"or was config.json edited? Restore error: {e}") from None
+    return LoadedRun(model=model, config=cfg, run_dir=run_dir, checkpoint=path, step=step)
+
+
+def _first_lines(e: Exception, n: int = 3) -> str:
+    return " ".join(str(e).strip().splitlines()[:n])
