@@ -158,6 +158,8 @@ def train(cfg: Config) -> dict:
     if tc.mixed_precision != "off":
         keras.mixed_precision.set_dtype_policy(tc.mixed_precision)
 
+    # The initial weights are part of "the same seed gives the same run" (and of resuming it exactly).
+    keras.utils.set_random_seed(tc.seed)
     trainer = OneGANTrainer(cfg, strategy)
     ckpt = tf.train.Checkpoint(trainer=trainer)
     ckpt_dir = os.path.join(run_dir, "ckpt") if chief else tempfile.mkdtemp(prefix="onegan-worker-ckpt-")
