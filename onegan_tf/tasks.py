@@ -1,0 +1,405 @@
+"""The inference tasks of OneGAN (paper Sec. 5, supplementary Sec. D) as functions of a loaded model.
+
+Every task is one call of the model's two paths, never a copy of them:
+- `generate(model, child, z)`: conditional generation, Eq. 1-5 (parents follow the hierarchy);
+  `generate_like(model, images)`: generation from the classes encoded from real images (suppl. Fig. 1).
+- `reconstruct(model, images)`: reconstruction and segmentation (Fig. 4), at the inference betas of SPEC §4.
+- `cluster(model, images)`: child and parent cluster ids, argmax of ê_c and ê_p, with their probabilities.
+- `translate(model, images, target_child)`: image-to-image translation (Fig. 6), v_cmix := V_c(target).
+- `remove_object(model, images)`: the reconstructed background Î_bg, the object removed (suppl. D.4).
+
+Images are float [B, H, W, 3] in [-1, 1] at the model's size (numpy or tensors); results are dicts of
+tensors keyed by the paper's names. `load_images` prepares user files of any size and mode;
+`figure_grids` draws the paper's figures. The command line:
+
+    python -m onegan_tf.tasks --run_dir=RUN --task=segment|cluster|translate|remove|generate|all \\
+        --inputs=FOLDER_OR_FILES --out=DIR [--target_child=3,7] [--figures]
+
+writes PNGs per image and task, results.json and results.csv (cluster ids, probabilities, mask area), and
+with --figures the figure grids under DIR/figures.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from onegan_tf import figures
+from onegan_tf.model import OneGAN, sample_z
+
+TASKS = ("segment", "cluster", "translate", "remove", "generate")
+FIGURE_COLUMNS = 8        # columns of the figure grids (real images or classes)
+TRANSLATION_TARGETS = 6   # default target classes of --task=translate and of the translation figure
+MASK_THRESHOLD = 0.5      # SPEC §7: a pixel is foreground where I_m > 0.5
+
+
+# ---------------------------------------------------------------------------------------------- the tasks
+
+
+def _images(images) -> tf.Tensor:
+    return tf.convert_to_tensor(images, tf.float32)
+
+
+def _z_key(seed: int, stream: int = 0) -> tf.Tensor:
+    return tf.constant([seed, stream], tf.int64)
+
+
+def generate(model: OneGAN, child, z=None, seed: int = 0, parent=None) -> dict:
+    """Conditional generation (Eq. 1-5): I, I_fg, I_m, I_bg from child classes [B] and pose codes z [B, d_z].
+
+    z=None draws z ~ N(0, I) from `seed`; the parent follows the hierarchy unless given.
+    """
+    child = tf.reshape(tf.convert_to_tensor(child, tf.int32), [-1])
+    if z is None:
+        z = sample_z(_z_key(seed), int(child.shape[0]), model.cfg.d_z)
+    parent = None if parent is None else tf.reshape(tf.convert_to_tensor(parent, tf.int32), [-1])
+    return model.generate(child, tf.convert_to_tensor(z, tf.float32), parent=parent)
+
+
+def generate_like(model: OneGAN, images, n_per_image: int = 1, seed: int = 0, shared_z: bool = True) -> dict:
+    """Generation conditioned on real images (suppl. Fig. 1): child = argmax ê_c, parent = argmax ê_p of
+    each image, with a new z per row.
+
+    Returns generate()'s dict over n_per_image x N samples, row-major: sample k * N + j is row k, image j.
+    shared_z=True gives every image of a row the same z (the figure's layout: pose fixed along a row);
+    False draws an independent z per sample (for metrics).
+    """
+    clusters = cluster(model, images)
+    n = int(clusters["child"].shape[0])
+    if shared_z:
+        z = tf.repeat(sample_z(_z_key(seed, 1), n_per_image, model.cfg.d_z), n, axis=0)
+    else:
+        z = sample_z(_z_key(seed, 1), n_per_image * n, model.cfg.d_z)
+    return generate(model, tf.tile(clusters["child"], [n_per_image]), z,
+                    parent=tf.tile(clusters["parent"], [n_per_image]))
+
+
+def reconstruct(model: OneGAN, images, betas: dict | None = None) -> dict:
+    """Reconstruction and segmentation (Fig. 4): model.reconstruct at the inference betas (all 1) with the
+    encoder means. The keys of interest: I_hat (reconstruction), I_fg_hat, I_bg_hat, I_m_hat (mask in [0, 1])."""
+    return model.reconstruct(_images(images), betas=betas)
+
+
+def _class_probabilities(encoded: dict) -> dict:
+    """Cluster ids and softmax probabilities from E_c's and E_p's logits."""
+    out = {}
+    for level, logits in (("child", encoded["e_c_hat"]), ("parent", encoded["e_p_hat"])):
+        probs = tf.nn.softmax(logits, axis=-1)
+        ids = tf.argmax(probs, axis=-1, output_type=tf.int32)
+        out.update({level: ids, f"{level}_probs": probs, f"{level}_prob": tf.reduce_max(probs, axis=-1)})
+    return out
+
+
+def cluster(model: OneGAN, images) -> dict:
+    """Clustering (Tab. 2): child = argmax ê_c(E_c(x)), parent = argmax ê_p(E_p(x)).
+
+    Returns child [B], parent [B] (int32), child_probs [B, N_C], parent_probs [B, N_P] (softmax) and
+    child_prob, parent_prob [B] (the probability of the chosen cluster).
+    """
+    return _class_probabilities(model.encode(_images(images)))
+
+
+def translate(model: OneGAN, images, target_child) -> dict:
+    """Image-to-image translation (Fig. 6): the reconstruction path with v_cmix replaced by V_c(target)
+    (SPEC §4); codes, pose and the background bypass come from the image. target_child: an int or [B].
+    The translated image is `I_hat`."""
+    images = _images(images)
+    target = tf.broadcast_to(tf.convert_to_tensor(target_child, tf.int32), [tf.shape(images)[0]])
+    return model.reconstruct(images, target_child=target)
+
+
+def remove_object(model: OneGAN, images) -> dict:
+    """Object removal / background inpainting (suppl. D.4) in one forward pass: the reconstructed background
+    I_bg_hat = G_bg1(mix(G_bg0(v_bg, ẑ), E_bg(I, Î_m))); also the predicted mask I_m_hat."""
+    rec = reconstruct(model, images)
+    return {"I_bg_hat": rec["I_bg_hat"], "I_m_hat": rec["I_m_hat"]}
+
+
+# ---------------------------------------------------------------------------------------- per-image results
+
+
+def mask_area(I_m) -> np.ndarray:
+    """Fraction of the pixels of each mask above MASK_THRESHOLD."""
+    I_m = np.asarray(I_m)
+    return (I_m > MASK_THRESHOLD).reshape(len(I_m), -1).mean(axis=1)
+
+
+def image_results(rec: dict) -> list[dict]:
+    """Per image of one reconstruct() call: cluster ids, their probabilities and the mask area."""
+    c = {k: np.asarray(v) for k, v in _class_probabilities(rec).items()}
+    area = mask_area(rec["I_m_hat"])
+    return [{"child": int(c["child"][i]), "child_prob": float(c["child_prob"][i]),
+             "parent": int(c["parent"][i]), "parent_prob": float(c["parent_prob"][i]),
+             "mask_area": float(area[i])} for i in range(len(area))]
+
+
+# ------------------------------------------------------------------------------------------ figure grids
+
+
+def spread(n_classes: int, k: int) -> np.ndarray:
+    """k class ids spread evenly over [0, n_classes) (all of them when k >= n_classes)."""
+    k = min(k, n_classes)
+    return np.unique(np.linspace(0, n_classes - 1, k).round().astype(np.int32))
+
+
+FIGURES = ("generation", "reconstruction", "translation", "conditional_generation", "removal")
+
+
+def figure_grids(model: OneGAN, images=None, gt_mask=None, targets=None, n_rows: int = 5, seed: int = 0,
+                 which=FIGURES) -> dict:
+    """The paper's figure grids as uint8 arrays, keyed by name (see `onegan_tf.figures`).
+
+    generation (Fig. 3) from FIGURE_COLUMNS classes spread over N_C; with real `images` [N, H, W, 3] also
+    reconstruction (Fig. 4, with `gt_mask` [N, H, W(, 1)] if given), translation (Fig. 6, to `targets`,
+    default TRANSLATION_TARGETS classes spread over N_C, under a header generated from each target),
+    conditional_generation (suppl. Fig. 1, n_rows rows) and removal (suppl. Fig. 4).
+    """
+    grids = {}
+    np_ = lambda d: {k: np.asarray(v) for k, v in d.items()}  # noqa: E731
+    if gt_mask is not None:
+        gt_mask = np.asarray(gt_mask, np.float32)
+        gt_mask = gt_mask[..., None] if gt_mask.ndim == 3 else gt_mask
+    if "generation" in which:
+        grids["generation"] = figures.generation_figure(
+            np_(generate(model, spread(model.cfg.n_child, FIGURE_COLUMNS), seed=seed)))
+    if images is None:
+        return grids
+    images = np.asarray(images, np.float32)
+    if "reconstruction" in which:
+        grids["reconstruction"] = figures.reconstruction_figure(images, np_(reconstruct(model, images)), gt_mask)
+    if "translation" in which:
+        targets = spread(model.cfg.n_child, TRANSLATION_TARGETS) if targets is None else np.asarray(targets)
+        translated = np.stack([np.asarray(translate(model, images, t)["I_hat"]) for t in targets])
+        header = np.asarray(generate(model, targets, seed=seed)["I"])
+        grids["translation"] = figures.translation_figure(images, translated, header)
+    if "conditional_generation" in which:
+        gen = np.asarray(generate_like(model, images, n_rows, seed=seed)["I"])
+        grids["conditional_generation"] = figures.conditional_generation_figure(
+            images, gen.reshape((n_rows, len(images)) + gen.shape[1:]))
+    if "removal" in which:
+        out = np_(remove_object(model, images))
+        grids["removal"] = figures.removal_figure(images, out["I_m_hat"], out["I_bg_hat"], gt_mask)
+    return grids
+
+
+# ------------------------------------------------------------------------------------------ image input
+
+
+class SkippedFile(Exception):
+    """An input that is not a readable image; the message says why."""
+
+
+def prepare_image(image, size: int) -> np.ndarray:
+    """A PIL image of any size and mode -> float32 [size, size, 3] in [-1, 1].
+
+    Like the evaluation pipeline (SPEC §6) with no box known: RGB (grayscale, palette, CMYK and alpha
+    converted), the centred square crop, bilinear resize with antialiasing, rounded to uint8, mapped to [-1, 1].
+    """
+    from PIL import ImageOps
+
+    image = ImageOps.exif_transpose(image).convert("RGB")
+    w, h = image.size
+    side = min(w, h)
+    x0, y0 = (w - side) // 2, (h - side) // 2
+    square = np.asarray(image.crop((x0, y0, x0 + side, y0 + side)), np.float32)
+    resized = tf.image.resize(square, [size, size], method="bilinear", antialias=True)
+    return (np.clip(np.round(resized.numpy()), 0, 255) / 127.5 - 1.0).astype(np.float32)
+
+
+def load_image(path: str, size: int) -> np.ndarray:
+    """Read one image file (see `prepare_image`); raises SkippedFile when it is not a readable image."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return prepare_image(image, size)
+    except UnidentifiedImageError:
+        raise SkippedFile(f"{path}: not an image file PIL can identify") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise SkippedFile(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
+
+
+def list_inputs(inputs) -> list[str]:
+    """Files named by `inputs` (a folder, a file, or a list of either); folders are listed sorted,
+    without hidden files and sub-folders."""
+    inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+    files = []
+    for item in inputs:
+        if os.path.isdir(item):
+            files += [os.path.join(item, n) for n in sorted(os.listdir(item))
+                      if not n.startswith(".") and os.path.isfile(os.path.join(item, n))]
+        elif os.path.isfile(item):
+            files.append(item)
+        else:
+            raise FileNotFoundError(f"input {item!r} is neither a file nor a folder")
+    return files
+
+
+def load_images(inputs, size: int, log=None) -> tuple[np.ndarray, list[str], list[dict]]:
+    """Read every image of `inputs` -> (images [N, size, size, 3] in [-1, 1], their paths, skipped files).
+
+    Files that are not readable images are skipped with a message naming each; `skipped` lists them as
+    {"path", "reason"}.
+    """
+    images, paths, skipped = [], [], []
+    for path in list_inputs(inputs):
+        try:
+            images.append(load_image(path, size))
+            paths.append(path)
+        except SkippedFile as e:
+            skipped.append({"path": path, "reason": str(e)})
+            print(f"skipped {e}", file=log or sys.stderr)
+    stack = np.stack(images) if images else np.zeros((0, size, size, 3), np.float32)
+    return stack, paths, skipped
+
+
+def _output_names(paths: list[str]) -> list[str]:
+    """File stems, made unique (inputs from several folders may share a name)."""
+    names, seen = [], {}
+    for p in paths:
+        stem = os.path.splitext(os.path.basename(p))[0]
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+    return names
+
+
+# ------------------------------------------------------------------------------------------ command line
+
+FIGURES_OF_TASK = {"segment": ("reconstruction",), "cluster": ("conditional_generation",),
+                   "translate": ("translation",), "remove": ("removal",),
+                   "generate": ("generation", "conditional_generation")}
+
+
+def _png(path: str, batch) -> None:
+    figures.save_png(path, figures.to_uint8(np.asarray(batch)[None])[0])
+
+
+def run_tasks(model: OneGAN, tasks, inputs, out_dir: str, target_child=None, n_per_image: int = 5,
+              child=None, make_figures: bool = False, batch_size: int = 16, seed: int = 0, log=None,
+              meta: dict | None = None) -> dict:
+    """What the CLI does, as a function: run `tasks` over the images of `inputs`, write PNGs under
+    out_dir/<task>/, results.json and results.csv, and the figure grids under out_dir/figures."""
+    tasks = list(TASKS) if tasks in ("all", ["all"]) else [tasks] if isinstance(tasks, str) else list(tasks)
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown}; allowed: {', '.join(TASKS)} or all")
+    size, cfg = model.cfg.image_size, model.cfg
+    images, paths, skipped = load_images(inputs, size, log) if inputs else (None, [], [])
+    if not paths and set(tasks) - {"generate"}:
+        raise ValueError(f"no readable images in --inputs={inputs!r} (skipped {len(skipped)}); tasks "
+                         f"{', '.join(t for t in tasks if t != 'generate')} need at least one")
+    targets = spread(cfg.n_child, TRANSLATION_TARGETS) if target_child is None else np.atleast_1d(target_child)
+    for name, classes in (("target_child", targets), ("child", child)):
+        if classes is not None and (np.min(classes) < 0 or np.max(classes) >= cfg.n_child):
+            raise ValueError(f"--{name}={list(map(int, classes))} outside the model's classes [0, {cfg.n_child})")
+    names = _output_names(paths)
+    rows = []
+    for start in range(0, len(paths), batch_size):
+        batch = images[start:start + batch_size]
+        rec = {k: np.asarray(v) for k, v in reconstruct(model, batch).items()}
+        for i, r in enumerate(image_results(rec)):
+            rows.append({"name": names[start + i], "path": paths[start + i], **r})
+        for i in range(len(batch)):
+            name = names[start + i]
+            if "segment" in tasks:
+                _png(os.path.join(out_dir, "segment", f"{name}_reconstruction.png"), rec["I_hat"][i])
+                _png(os.path.join(out_dir, "segment", f"{name}_foreground.png"), rec["I_fg_hat"][i])
+                _png(os.path.join(out_dir, "segment", f"{name}_mask.png"), rec["I_m_hat"][i])
+            if "remove" in tasks:
+                _png(os.path.join(out_dir, "remove", f"{name}_background.png"), rec["I_bg_hat"][i])
+                _png(os.path.join(out_dir, "remove", f"{name}_masked.png"),
+                     figures.masked(batch[i:i + 1], rec["I_m_hat"][i:i + 1])[0])
+        if "translate" in tasks:
+            for t in targets:
+                out = np.asarray(translate(model, batch, int(t))["I_hat"])
+                for i in range(len(batch)):
+                    _png(os.path.join(out_dir, "translate", f"{names[start + i]}_to_child{int(t)}.png"), out[i])
+        if "generate" in tasks:
+            gen = np.asarray(generate_like(model, batch, n_per_image, seed=seed)["I"])
+            for k in range(n_per_image):
+                for i in range(len(batch)):
+                    _png(os.path.join(out_dir, "generate", f"{names[start + i]}_z{k}.png"), gen[k * len(batch) + i])
+    if "generate" in tasks and (not paths or child is not None):
+        classes = spread(cfg.n_child, FIGURE_COLUMNS) if child is None else np.atleast_1d(child)
+        gen = np.asarray(generate(model, classes, seed=seed)["I"])
+        for k, c in enumerate(classes):
+            _png(os.path.join(out_dir, "generate", f"child{int(c)}_{k}.png"), gen[k])
+    written = {}
+    if make_figures:
+        which = sorted({f for t in tasks for f in FIGURES_OF_TASK[t]})
+        grids = figure_grids(model, None if images is None else images[:FIGURE_COLUMNS],
+                             targets=targets, n_rows=n_per_image, seed=seed, which=which)
+        for name, grid in grids.items():
+            written[name] = figures.save_png(os.path.join(out_dir, "figures", f"{name}.png"), grid)
+    report = {**(meta or {}), "tasks": tasks, "n_images": len(rows), "skipped": skipped,
+              "target_child": [int(t) for t in targets] if "translate" in tasks else None,
+              "mask_threshold": MASK_THRESHOLD, "figures": written, "images": rows}
+    _write_results(out_dir, report)
+    return report
+
+
+def _write_results(out_dir: str, report: dict) -> None:
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    columns = ["name", "path", "child", "child_prob", "parent", "parent_prob", "mask_area"]
+    with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(report["images"])
+
+
+def _int_list(values):
+    return None if not values else [int(v) for v in values]
+
+
+def main(argv):
+    from absl import app, flags
+
+    from onegan_tf.checkpoint import CheckpointMismatchError, load_run
+
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    F = flags.FLAGS
+    try:
+        run = load_run(F.run_dir, F.checkpoint or None)
+        report = run_tasks(run.model, F.task, F.inputs, F.out, target_child=_int_list(F.target_child),
+                           n_per_image=F.n_per_image, child=_int_list(F.child), make_figures=F.figures,
+                           batch_size=F.batch_size, seed=F.seed,
+                           meta={"run_dir": run.run_dir, "checkpoint": run.checkpoint, "step": run.step})
+    except (FileNotFoundError, ValueError, CheckpointMismatchError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{report['n_images']} image(s) processed, {len(report['skipped'])} skipped; results in "
+          f"{os.path.join(F.out, 'results.json')}")
+    return 0
+
+
+def _define_flags():
+    from absl import flags
+
+    flags.DEFINE_string("run_dir", None, "Run directory written by `python -m onegan_tf.train`.", required=True)
+    flags.DEFINE_string("checkpoint", "", "Checkpoint prefix to load ('' = the latest of run_dir/ckpt).")
+    flags.DEFINE_enum("task", "all", list(TASKS) + ["all"], "Which inference task to run.")
+    flags.DEFINE_list("inputs", [], "Image folder(s) and/or files, comma-separated (any size and mode).")
+    flags.DEFINE_string("out", None, "Output directory.", required=True)
+    flags.DEFINE_list("target_child", [], "Target child classes of --task=translate (default: 6 spread "
+                      "over the classes).")
+    flags.DEFINE_list("child", [], "Child classes to generate from without inputs (--task=generate).")
+    flags.DEFINE_integer("n_per_image", 5, "Generated images per input image (--task=generate), one z per row.")
+    flags.DEFINE_boolean("figures", False, "Also draw the paper's figure grids under OUT/figures.")
+    flags.DEFINE_integer("batch_size", 16, "Images per forward pass.")
+    flags.DEFINE_integer("seed", 0, "Seed of the pose codes z.")
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    _define_flags()
+    app.run(main)
