@@ -32,7 +32,10 @@ optional inputs: TF Serving requires every input of the signature in every reque
 values: the stateless seed of the reparameterisation noise / of the pose codes z.
 
 Bad inputs fail inside the graph with a message that names the input (`tf.debugging` assertions) before
-any network runs.
+any network runs: wrong shapes, values out of range, undecodable bytes. Image inputs are therefore declared
+of any shape (`saved_model_cli` shows "unknown rank"); `signature_table` lists the shapes they expect. A
+signature's dtypes are fixed, so a wrong dtype is refused by TensorFlow itself, which names the input by
+its zero-based position among the signature's inputs sorted by name ("input #1"; the table's `in #i`).
 
 **Keras files** (`export_keras`): `<keras_dir>/<name>.keras` for each network of `networks.NETWORK_NAMES`;
 `keras.saving.load_model(path)` loads one in safe mode after `import onegan_tf.networks` (which registers
@@ -58,6 +61,7 @@ from onegan_tf.model import BETA_NAMES, OneGAN, sample_eps, sample_z
 from onegan_tf.networks import NETWORK_NAMES
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+CONFIG_FILE = os.path.join("assets.extra", "onegan_config.json")  # the ModelConfig, for people and tools
 IMAGE_TASKS = ("segment", "cluster", "reconstruct", "translate", "remove_object")
 # serving_default first; the order of the docs' table.
 SIGNATURES = ("serving_default",) + tuple(f"{t}{s}" for t in IMAGE_TASKS for s in ("", "_bytes")) + ("generate",)
@@ -88,8 +92,9 @@ def center_square_resize(image, size: int):
 
 def decode_images(image_bytes, size: int, name: str = "image_bytes"):
     """string [B] of encoded images -> float32 [B, size, size, 3] in [-1, 1]; names `name` on bad input."""
-    checks = [tf.debugging.assert_rank(image_bytes, 1, message=f"input `{name}` must be a 1-D string tensor "
-                                       "[batch] of encoded JPEG/PNG images")]
+    shape = tf.shape(image_bytes)
+    checks = [tf.debugging.Assert(tf.equal(tf.size(shape), 1), [f"input `{name}` must be a 1-D string tensor [batch] "
+                                                                 "of encoded JPEG/PNG images; got shape", shape], summarize=8)]
     with tf.control_dependencies(checks):
         image_bytes = tf.identity(image_bytes)
 
@@ -108,27 +113,29 @@ def decode_images(image_bytes, size: int, name: str = "image_bytes"):
 def check_images(image, size: int, name: str = "image"):
     """float [B, size, size, 3] in [-1, 1], else an error naming `name`; returns it with its static shape."""
     want = f"input `{name}` must be float32 [batch, {size}, {size}, 3] with values in [-1, 1]"
-    checks = [tf.debugging.assert_rank(image, 4, message=want)]
+    shape = tf.shape(image)
+    # One assertion on a padded shape: comparing shapes of another rank would fail before any message.
+    padded = tf.concat([shape, tf.zeros((4,), tf.int32)], 0)[:4]
+    good_shape = tf.logical_and(tf.equal(tf.size(shape), 4), tf.reduce_all(tf.equal(padded[1:], [size, size, 3])))
+    checks = [tf.debugging.Assert(good_shape, [f"{want}; got shape", shape], summarize=8)]
     with tf.control_dependencies(checks):
-        checks.append(tf.debugging.assert_equal(tf.shape(image)[1:], tf.constant([size, size, 3]),
-                                                message=f"{want}; got another shape"))
-        checks.append(tf.debugging.assert_less_equal(tf.reduce_max(tf.abs(image)), 1.0 + 1e-3,
-                                                     message=f"{want}; got values outside [-1, 1] or NaN"))
+        checks.append(tf.debugging.Assert(tf.reduce_all(tf.abs(image) <= 1.0 + 1e-3),
+                                          [f"{want}; got values outside [-1, 1] or NaN"]))
     with tf.control_dependencies(checks):
         return tf.ensure_shape(tf.identity(image), (None, size, size, 3))
 
 
 def check_classes(classes, n: int, name: str, batch=None):
     """int [B] of class ids in [0, n), else an error naming `name`."""
-    checks = [tf.debugging.assert_rank(classes, 1, message=f"input `{name}` must be a 1-D int32 tensor [batch]")]
+    shape = tf.shape(classes)
+    good = tf.equal(tf.size(shape), 1)
+    if batch is not None:
+        good = tf.logical_and(good, tf.equal(tf.size(classes), batch))
+    checks = [tf.debugging.Assert(good, [f"input `{name}` must be int32 [batch], one class per image; got shape",
+                                         shape])]
     with tf.control_dependencies(checks):
-        if batch is not None:
-            checks.append(tf.debugging.assert_equal(tf.size(classes), batch, message=f"input `{name}` must hold "
-                                                    "one class per image (same batch size as the image input)"))
-        checks.append(tf.debugging.assert_greater_equal(classes, 0, message=f"input `{name}`: class ids must be "
-                                                        f"in [0, {n})"))
-        checks.append(tf.debugging.assert_less(classes, n, message=f"input `{name}`: class ids must be in "
-                                               f"[0, {n})"))
+        in_range = tf.reduce_all(tf.logical_and(classes >= 0, classes < n))
+        checks.append(tf.debugging.Assert(in_range, [f"input `{name}`: class ids must be in [0, {n}); got", classes]))
     with tf.control_dependencies(checks):
         return tf.identity(classes)
 
@@ -162,11 +169,16 @@ def inference_controls(betas, seed, batch, cfg: ModelConfig):
 # ---------------------------------------------------------------------------------------- the signatures
 
 
+# Image inputs are declared of any shape so that a wrong shape reaches the in-graph checks, which name the
+# input; a declared shape lets TensorFlow fail first, deep inside, without naming it. Their expected shapes:
+EXPECTED_SHAPES = {"image": "[-1, S, S, 3]", "image_bytes": "[-1]"}
+
+
 def _image_spec():
     return tf.TensorSpec(None, tf.float32, name="image")
 
 
-_BYTES = tf.TensorSpec((None,), tf.string, name="image_bytes")
+_BYTES = tf.TensorSpec(None, tf.string, name="image_bytes")
 _BETAS = tf.TensorSpec((None,), tf.float32, name="betas")
 _SEED = tf.TensorSpec((None,), tf.int64, name="seed")
 _CLASSES = tf.TensorSpec((None,), tf.int32)
@@ -179,7 +191,6 @@ class OneGANServing(tf.Module):
         super().__init__(name="onegan_serving")
         self.model = model
         self.cfg = model.cfg
-        self.image_size = tf.constant(model.cfg.image_size, name="image_size")
 
     # -- task bodies: float images in, named tensors out ----------------------------------------------------
     def _cluster(self, I):
@@ -333,6 +344,12 @@ def existing_versions(model_dir: str) -> list[int]:
     return sorted(int(d) for d in os.listdir(model_dir) if d.isdigit())
 
 
+def default_version(versions: list[int], step: int) -> int:
+    """The checkpoint step, or one more than the newest existing version if that is larger (TF Serving serves
+    the highest version, so a new export must not hide below an old one)."""
+    return max([step] + [v + 1 for v in versions])
+
+
 def export_saved_model(model: OneGAN, export_dir: str, model_name: str = "onegan", version: int | None = None,
                        step: int = 0) -> str:
     """Write the serving SavedModel to <export_dir>/<model_name>/<version>/ atomically; returns that path.
@@ -342,7 +359,7 @@ def export_saved_model(model: OneGAN, export_dir: str, model_name: str = "onegan
     model_dir = os.path.join(export_dir, model_name)
     versions = existing_versions(model_dir)
     if version is None:
-        version = max([step] + [v + 1 for v in versions])
+        version = default_version(versions, step)
     if version < 0:
         raise ExportError(f"--version={version}: TF Serving versions are non-negative integers")
     final = os.path.join(model_dir, str(version))
@@ -357,7 +374,7 @@ def export_saved_model(model: OneGAN, export_dir: str, model_name: str = "onegan
         module = OneGANServing(model)
         tf.saved_model.save(module, tmp, signatures=module.signatures())
         write_warmup(tmp, model_name, model.cfg)
-        with open(os.path.join(tmp, "assets.extra", "onegan_config.json"), "w") as f:
+        with open(os.path.join(tmp, CONFIG_FILE), "w") as f:
             json.dump(vars(model.cfg), f, indent=2, sort_keys=True)
         if os.path.exists(final):  # appeared while we wrote: still never overwrite
             raise ExportError(f"{final} appeared during the export; refusing to overwrite it")
@@ -395,15 +412,21 @@ def signature_table(saved_model_dir: str) -> str:
     loaded = tf.saved_model.load(saved_model_dir)
     rows = ["| signature | | name | dtype | shape |", "|---|---|---|---|---|"]
 
-    def shape(spec):
-        return "unknown rank" if spec.shape.rank is None else str([-1 if d is None else d for d in spec.shape.as_list()])
+    with open(os.path.join(saved_model_dir, CONFIG_FILE)) as f:
+        size = json.load(f)["image_size"]
+
+    def shape(key, spec):
+        if spec.shape.rank is None:  # declared of any shape, checked in the graph
+            return EXPECTED_SHAPES[key].replace("S", str(size)) + " (checked in the graph)"
+        return str([-1 if d is None else d for d in spec.shape.as_list()])
 
     for name in SIGNATURES:
         fn = loaded.signatures[name]
+        # Inputs in their flat order: TensorFlow's dtype errors name them by this zero-based index ("input #1").
         for kind, specs in (("in", fn.structured_input_signature[1]), ("out", fn.structured_outputs)):
-            for key in sorted(specs):
-                spec = specs[key]
-                rows.append(f"| {name} | {kind} | `{key}` | {spec.dtype.name} | {shape(spec)} |")
+            for i, key in enumerate(sorted(specs)):
+                label = f"in #{i}" if kind == "in" else "out"
+                rows.append(f"| {name} | {label} | `{key}` | {specs[key].dtype.name} | {shape(key, specs[key])} |")
     return "\n".join(rows)
 
 
