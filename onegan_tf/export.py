@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -56,7 +55,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from onegan_tf.config import ModelConfig
+from onegan_tf.config import ConfigError, ModelConfig
 from onegan_tf.model import BETA_NAMES, OneGAN, sample_eps, sample_z
 from onegan_tf.networks import NETWORK_NAMES
 
@@ -325,17 +324,15 @@ def write_warmup(saved_model_dir: str, model_name: str, cfg: ModelConfig) -> str
 
 
 def load_run(run_dir: str) -> tuple[OneGAN, int]:
-    """The OneGAN of `run_dir`'s newest checkpoint and that checkpoint's step."""
-    config_path = os.path.join(run_dir, "config.json")
-    ckpt = tf.train.latest_checkpoint(os.path.join(run_dir, "ckpt"))
-    if not os.path.exists(config_path) or ckpt is None:
-        raise ExportError(f"--run_dir={run_dir!r} holds no trained run: expected config.json and a checkpoint in "
-                          "ckpt/ (written by python -m onegan_tf.train)")
-    with open(config_path) as f:
-        model = OneGAN(ModelConfig(**json.load(f)["model"]))
-    tf.train.Checkpoint(trainer=tf.train.Checkpoint(model=model)).restore(ckpt).expect_partial()
-    match = re.search(r"-(\d+)$", ckpt)
-    return model, int(match.group(1)) if match else 0
+    """The OneGAN of `run_dir`'s newest checkpoint and that checkpoint's step (`onegan_tf.checkpoint`)."""
+    from onegan_tf.checkpoint import CheckpointMismatchError
+    from onegan_tf.checkpoint import load_run as load_checkpoint
+
+    try:
+        run = load_checkpoint(run_dir)
+    except (FileNotFoundError, CheckpointMismatchError, ConfigError) as e:
+        raise ExportError(f"--run_dir={run_dir!r}: {e}") from None
+    return run.model, run.step
 
 
 def existing_versions(model_dir: str) -> list[int]:
