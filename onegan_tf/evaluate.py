@@ -180,7 +180,7 @@ def evaluate(run_dir: str, metrics=DEFAULT_METRICS, split: str = "object", check
         "feature_net": {"spec": feature_net, "used": net is not None,
                         "meaningful": None if net is None else bool(net.meaningful),
                         "description": None if net is None else repr(net)},
-        "figures": written, "wall_s": round(time.time() - t0, 2), "config": cfg.to_dict(),
+        "figures": written, "out_dir": out_dir, "wall_s": round(time.time() - t0, 2), "config": cfg.to_dict(),
     }
     from onegan_tf.train import write_json
 
@@ -201,8 +201,7 @@ def format_table(report: dict) -> str:
         for key, value in values.items():
             shown = f"{value:.4f}" if isinstance(value, float) else str(value)
             lines.append(f"{metric:<14}{key:<16}{shown:>14}")
-    lines.append(f"wall time {report['wall_s']} s; report and figures in "
-                 f"{os.path.dirname(next(iter(report['figures'].values()), '')) or 'the eval directory'}")
+    lines.append(f"wall time {report['wall_s']} s; report and figures in {report['out_dir']}")
     return "\n".join(lines)
 
 

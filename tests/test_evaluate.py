@@ -21,7 +21,7 @@ from tiny import REPO, train_env
 
 ALL = ["segmentation", "clustering", "fid", "is", "cfid", "cis"]
 REPORT_KEYS = {"metrics", "config", "run_dir", "checkpoint", "step", "split", "dataset", "n_images",
-               "num_generated", "batch_size", "seed", "feature_net", "figures", "wall_s"}
+               "num_generated", "batch_size", "seed", "feature_net", "figures", "out_dir", "wall_s"}
 
 
 @pytest.fixture(scope="session")
