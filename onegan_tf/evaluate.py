@@ -26,7 +26,7 @@ import tensorflow as tf
 from onegan_tf import tasks
 from onegan_tf.config import Config
 from onegan_tf.metrics import registry
-from onegan_tf.model import OneGAN
+from onegan_tf.model import OneGAN, sample_z
 
 SPLITS = ("object", "test", "all", "background_images")
 DEFAULT_METRICS = ("segmentation", "clustering", "fid", "is", "cfid", "cis")
@@ -66,7 +66,7 @@ class ModelEvalContext:
         labels, seed_spec = tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int64)
         self._reconstruct = tf.function(lambda x: tasks.reconstruct(model, x), input_signature=[images])
         self._generate = tf.function(
-            lambda c, s: tasks.generate(model, c, tasks.sample_z(tf.stack([s, 0]), tf.shape(c)[0], model.cfg.d_z)),
+            lambda c, s: tasks.generate(model, c, sample_z(tf.stack([s, 0]), tf.shape(c)[0], model.cfg.d_z)),
             input_signature=[labels, seed_spec])
         self._generate_like = tf.function(
             lambda x, s: _generate_like_seeded(model, x, s), input_signature=[images, seed_spec])
@@ -118,7 +118,7 @@ class ModelEvalContext:
 def _generate_like_seeded(model, images, seed):
     """tasks.generate_like with a tensor seed: one independent z per image (metrics need no shared rows)."""
     clusters = tasks.cluster(model, images)
-    z = tasks.sample_z(tf.stack([seed, 1]), tf.shape(images)[0], model.cfg.d_z)
+    z = sample_z(tf.stack([seed, 1]), tf.shape(images)[0], model.cfg.d_z)
     return tasks.generate(model, clusters["child"], z, parent=clusters["parent"])
 
 
