@@ -226,8 +226,8 @@ def load_image(path: str, size: int) -> np.ndarray:
 
 
 def list_inputs(inputs) -> list[str]:
-    """Files named by `inputs` (a folder, a file, or a list of either); folders are listed sorted,
-    without hidden files and sub-folders."""
+    """Files named by `inputs` (a folder, a file, or a list of either), in order and without repeats;
+    folders are listed sorted, without hidden files and sub-folders."""
     inputs = [inputs] if isinstance(inputs, str) else list(inputs)
     files = []
     for item in inputs:
@@ -238,7 +238,7 @@ def list_inputs(inputs) -> list[str]:
             files.append(item)
         else:
             raise FileNotFoundError(f"input {item!r} is neither a file nor a folder")
-    return files
+    return list(dict.fromkeys(os.path.normpath(f) for f in files))  # a file named twice is processed once
 
 
 def load_images(inputs, size: int, log=None) -> tuple[np.ndarray, list[str], list[dict]]:
