@@ -183,6 +183,16 @@ class TrainConfig:
     keep_checkpoints: int = _field(3, "Checkpoints kept in run_dir/ckpt.")
     profile_steps: str = _field("", "Profile steps START,END (TensorBoard Profile tab), '' = none.")
     progress: bool = _field(True, "Show a progress bar on the console.")
+    # The end of the run (onegan_tf.report): evaluation, baselines, figures, export, report.md.
+    final_eval: str = _field("", "Metrics to evaluate when training ends, comma-separated (e.g. "
+                             "segmentation,clustering,fid,is,cfid,cis); '' = none. Writes run_dir/report.md.")
+    final_split: str = _field("object", "Split evaluated when training ends: object, test (synthetic's "
+                              "held-out set), all.")
+    final_feature_net: str = _field("finetuned", "Feature network of the final generation metrics: "
+                                    "finetuned (a small CNN fine-tuned on the training split's child labels), "
+                                    "inception_imagenet, or a .keras classifier path.")
+    final_num_generated: int = _field(2000, "Images generated for the final FID/IS.")
+    final_export: bool = _field(False, "Export the SavedModel to run_dir/export when training ends.")
 
 
     def __post_init__(self):
@@ -215,6 +225,9 @@ class TrainConfig:
             raise ConfigError(f"mixed_precision={self.mixed_precision!r} is not supported; allowed values: "
                               f"{PRECISIONS}")
         self.profile_range  # validates
+        if self.final_split not in ("object", "test", "all"):
+            raise ConfigError(f"final_split={self.final_split!r} is not supported; allowed values: "
+                              "('object', 'test', 'all')")
 
     @property
     def steps(self) -> int:

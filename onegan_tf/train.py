@@ -30,7 +30,8 @@ FLAGS = flags.FLAGS
 # Settings that may change between a run and its resumption (bookkeeping, devices, speed).
 RESUMABLE_CHANGES = ("run_dir", "log_every", "image_every", "ckpt_every", "keep_checkpoints", "profile_steps",
                      "progress", "strategy", "devices", "jit_compile", "data_dir", "data_cache",
-                     "tfds_download", "tfds_manual_dir")
+                     "tfds_download", "tfds_manual_dir", "final_eval", "final_split", "final_feature_net",
+                     "final_num_generated", "final_export")
 GRID_COLUMNS = 8
 
 
@@ -229,6 +230,12 @@ def train(cfg: Config) -> dict:
     if chief:
         write_json(os.path.join(run_dir, "summary.json"), summary)
         print(_summary_text(summary), flush=True)
+        if tc.final_eval or tc.final_export:
+            from onegan_tf.report import finalize_run
+
+            final = finalize_run(cfg, trainer.model, end_step)
+            summary["report"] = os.path.join(run_dir, "report.md")
+            print(f"  report: {summary['report']} (final evaluation and export: {final['wall_s']} s)", flush=True)
     return summary
 
 
