@@ -6,11 +6,8 @@ rebuilds `OneGAN(config.model)` and restores it through a skeleton of the same o
 `Checkpoint(trainer=Checkpoint(model=model, step=step))`: the trainer tracks the model as `model` and its
 step counter as `step`; the optimisers and discriminator clones stay in the file, unread.
 
-That skeleton only reaches the variables on the model's object graph. Networks that keep layers in plain
-Python lists (G_bg1, G_fg1 and D_bg at the time of writing) hide those layers from `tf.train.Checkpoint`;
-the trainer's checkpoint still holds their values, reachable through the optimisers' variable lists only.
-So when some model variable is off the graph, `restore_model` restores through a whole `OneGANTrainer`
-instead (optimiser slots included, ~3x the model's memory) — never a silently half-restored model.
+Every layer of every network is a named attribute (networks.py never hides layers in plain lists), so the
+skeleton reaches every model variable; `tests/test_checkpoint_graph` keeps it that way.
 
 A checkpoint written with another model configuration (other sizes, classes, widths) does not fit the
 rebuilt networks; `load_run` then raises `CheckpointMismatchError` naming both files.
@@ -71,43 +68,18 @@ def find_checkpoint(run_dir: str, checkpoint: str | None = None) -> str:
     return where
 
 
-def restore_model(model: OneGAN, path: str, cfg: Config | None = None) -> int:
+def restore_model(model: OneGAN, path: str) -> int:
     """Restore `model`'s weights from a trainer checkpoint at `path`; returns the checkpoint's step.
-
-    cfg: the run's whole Config, used when the trainer has to be rebuilt (its optimisers depend on
-    cfg.train, e.g. loss scaling); default: the model's config with default training settings.
 
     Raises CheckpointMismatchError when a weight is missing from the file or has another shape.
     """
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     skeleton = tf.train.Checkpoint(trainer=tf.train.Checkpoint(model=model, step=step))
-    if not _reaches_every_variable(skeleton, model):
-        return _restore_through_trainer(model, path, cfg or Config(model=model.cfg))
     try:
         skeleton.restore(path).expect_partial().assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
         raise CheckpointMismatchError(_first_lines(e)) from e
     return int(step.numpy())
-
-
-def _reaches_every_variable(root, model: OneGAN) -> bool:
-    reached = {id(obj) for obj in tf.train.TrackableView(root).descendants()}
-    return all(id(v) in reached for net in model.networks.values() for v in net.weights)
-
-
-def _restore_through_trainer(model: OneGAN, path: str, cfg: Config) -> int:
-    """Restore the whole training state into a trainer built around `model`'s config, then copy the
-    model's weights over (the trainer's own OneGAN has the same architecture, so the same weight order)."""
-    from onegan_tf.trainer import OneGANTrainer
-
-    trainer = OneGANTrainer(cfg)
-    try:
-        tf.train.Checkpoint(trainer=trainer).restore(path).expect_partial().assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
-        raise CheckpointMismatchError(_first_lines(e)) from e
-    for key, net in model.networks.items():
-        net.set_weights(trainer.model.networks[key].get_weights())
-    return int(trainer.step.numpy())
 
 
 def load_run(run_dir: str, checkpoint: str | None = None) -> LoadedRun:
@@ -116,7 +88,7 @@ def load_run(run_dir: str, checkpoint: str | None = None) -> LoadedRun:
     path = find_checkpoint(run_dir, checkpoint)
     model = OneGAN(cfg.model)
     try:
-        step = restore_model(model, path, cfg)
+        step = restore_model(model, path)
     except CheckpointMismatchError as e:
         raise CheckpointMismatchError(
             f"checkpoint {path} does not match the model of {os.path.join(run_dir, 'config.json')} "

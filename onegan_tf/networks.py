@@ -45,6 +45,17 @@ def _check_image(x, channels, size, who):
         raise TypeError(f"{who} expects float images in [-1, 1]; got dtype {keras.backend.standardize_dtype(x.dtype)}")
 
 
+def _set_blocks(owner, prefix, layers):
+    """Each layer of a sequence as its own attribute (`up1`, `up2`, ...): a named edge in the checkpoint graph
+    (`tf.train.Checkpoint` does not follow Keras' tracked lists)."""
+    for i, layer in enumerate(layers):
+        setattr(owner, f"{prefix}{i + 1}", layer)
+
+
+def _blocks(owner, prefix, n):
+    return [getattr(owner, f"{prefix}{i + 1}") for i in range(n)]
+
+
 @register
 class Embedding(keras.Model):
     """V_bg, V_p, V_c (Tab. 3-4): Linear(N, d) without bias on a one-hot vector, i.e. a lookup table."""
@@ -95,11 +106,11 @@ class BackgroundRenderer(keras.Model):
     def __init__(self, widths: tuple, norm: str = "glu_lnorm", **kwargs):
         super().__init__(**kwargs)
         self.widths, self.norm = tuple(widths), norm
-        self.ups = [UpBlock(w, norm, name=f"up{i + 1}") for i, w in enumerate(widths)]
+        _set_blocks(self, "up", [UpBlock(w, norm, name=f"up{i + 1}") for i, w in enumerate(widths)])
         self.to_rgb = conv(3, 3, bias=True, name="to_rgb", dtype="float32")
 
     def call(self, A):
-        for up in self.ups:
+        for up in _blocks(self, "up", len(self.widths)):
             A = up(A)
         return ops.tanh(self.to_rgb(ops.cast(A, "float32")))
 
@@ -114,10 +125,10 @@ class ForegroundUpsampler(keras.Model):
     def __init__(self, widths: tuple, norm: str = "glu_lnorm", **kwargs):
         super().__init__(**kwargs)
         self.widths, self.norm = tuple(widths), norm
-        self.ups = [UpBlock(w, norm, name=f"up{i + 1}") for i, w in enumerate(widths)]
+        _set_blocks(self, "up", [UpBlock(w, norm, name=f"up{i + 1}") for i, w in enumerate(widths)])
 
     def call(self, A):
-        for up in self.ups:
+        for up in _blocks(self, "up", len(self.widths)):
             A = up(A)
         return A
 
@@ -299,15 +310,15 @@ class BackgroundDiscriminator(keras.Model):
         super().__init__(**kwargs)
         self.image_size, self.widths = image_size, tuple(widths)
         self.resize_to, strides = D_BG_GEOMETRY[image_size]
-        self.convs = [conv(w, 4, s, bias=True, padding="valid", name=f"conv{i + 1}")
-                      for i, (w, s) in enumerate(zip(widths, strides))]
+        _set_blocks(self, "conv", [conv(w, 4, s, bias=True, padding="valid", name=f"conv{i + 1}")
+                                   for i, (w, s) in enumerate(zip(widths, strides))])
         self.head_a = conv(1, 4, bias=True, padding="valid", name="D_bgA", dtype="float32")
         self.head_b = conv(1, 4, bias=True, padding="valid", name="D_bgB", dtype="float32")
 
     def call(self, I):
         _check_image(I, 3, self.image_size, "D_bg")
         x = ops.image.resize(I, (self.resize_to, self.resize_to), interpolation="bilinear", antialias=False)
-        for layer in self.convs:
+        for layer in _blocks(self, "conv", len(self.widths)):
             x = ops.leaky_relu(layer(x), 0.2)
         x32 = ops.cast(x, "float32")
         return {"D_bgC": x, "D_bgA": self.head_a(x32), "D_bgB": self.head_b(x32)}

@@ -110,3 +110,18 @@ def test_every_network_rebuilds_from_its_config(paper_nets, name):
     assert clone.get_config() == net.get_config()
     assert clone.count_params() == net.count_params()
     assert keras.saving.get_registered_name(type(net)) == f"onegan_tf>{type(net).__name__}"
+
+
+def test_checkpoint_graph_reaches_every_model_variable():
+    """A model-only `tf.train.Checkpoint` must see every weight: layers live in named attributes, never in
+    plain lists that the checkpoint graph does not follow (onegan_tf.checkpoint relies on it)."""
+    import tensorflow as tf
+
+    from onegan_tf.config import ModelConfig
+    from onegan_tf.model import OneGAN
+
+    model = OneGAN(ModelConfig(image_size=32, channel_mult=0.125, n_child=12, n_parent=4))
+    root = tf.train.Checkpoint(model=model)  # kept alive: TrackableView holds only a weak reference
+    reached = {id(obj) for obj in tf.train.TrackableView(root).descendants()}
+    missing = [v.path for net in model.networks.values() for v in net.weights if id(v) not in reached]
+    assert not missing, f"variables off the checkpoint graph: {missing}"
