@@ -77,6 +77,12 @@ class ModelConfig:
                 f"parent c // (n_child // n_parent) (SPEC §1)")
         if self.norm not in NORMS:
             raise ConfigError(f"norm={self.norm!r} is not supported; allowed values: {NORMS}")
+        if not self.bypass and not self.mixup_preimages:
+            # Tab. 3b: 'no mixup(3,4)' feeds the bypass alone, which 'no bypass' removes; nothing would be left.
+            raise ConfigError(
+                "bypass=False (--nobypass) contradicts mixup_preimages=False (--nomixup_preimages): without "
+                "mixup 3-4 the generators see the bypasses B_fg, B_bg alone, and --nobypass removes them. "
+                "Keep one of the two (paper Tab. 3b ablates them separately).")
 
     @property
     def children_per_parent(self) -> int:

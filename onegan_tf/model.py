@@ -67,6 +67,12 @@ def inference_betas(batch: int) -> dict:
     return {name: tf.ones((batch,)) for name in BETA_NAMES}
 
 
+def inference_beta_values(cfg: ModelConfig) -> tuple:
+    """The inference defaults after the Tab. 3b switches (beta1..beta4): all 1, but beta3 = beta4 = 0 for a
+    model without bypass, so that user-facing defaults pass `OneGAN.check_inference_betas`."""
+    return (1.0, 1.0, 1.0, 1.0) if cfg.bypass else (1.0, 1.0, 0.0, 0.0)
+
+
 def sample_eps(seed, batch: int, cfg: ModelConfig) -> dict:
     """Standard-normal noise for the reparameterised samples v^_p, v^_c, z^ of the reconstruction path."""
     s = tf.random.experimental.stateless_split(seed, 3)
@@ -189,6 +195,38 @@ class OneGAN(tf.Module):
         elif not self.cfg.mixup_preimages:
             betas["beta3"] = tf.ones_like(betas["beta3"])
             betas["beta4"] = tf.ones_like(betas["beta4"])
+        return betas
+
+    def check_inference_betas(self, betas: dict) -> dict:
+        """Refuse user inference betas that the Tab. 3b switches fix, rather than let `effective_betas` replace
+        them silently: beta3, beta4 > 0 without bypass (the bypass branches were never trained to feed the
+        generators), beta3, beta4 != 1 without mixup(3,4), beta1, beta2 != 1 without mixup(1,2).
+
+        Returns `betas`. Eager values raise ValueError naming the beta and the training flag; symbolic ones
+        (a SavedModel's `betas` input) get an in-graph assertion with the same message.
+        """
+        rules = []
+        if not self.cfg.bypass:
+            rules.append((("beta3", "beta4"), 0.0, "--nobypass", "B_fg, B_bg never reach its generators"))
+        elif not self.cfg.mixup_preimages:
+            rules.append((("beta3", "beta4"), 1.0, "--nomixup_preimages", "its generators saw the bypasses alone"))
+        if not self.cfg.mixup_codes:
+            rules.append((("beta1", "beta2"), 1.0, "--nomixup_codes", "its generators saw the encoded codes alone"))
+        checks = []
+        for names, value, flag, why in rules:
+            for name in names:
+                beta = tf.convert_to_tensor(betas[name])
+                ok = tf.reduce_all(tf.equal(beta, tf.cast(value, beta.dtype)))
+                message = (f"betas: {name} must be {value:g} for this model, trained with {flag} ({why}); "
+                           f"leave the betas at their defaults or set {name} = {value:g}. Got {name} =")
+                if tf.executing_eagerly():
+                    if not bool(ok):
+                        raise ValueError(f"{message} {beta.numpy()}")
+                else:
+                    checks.append(tf.debugging.Assert(ok, [message, beta]))
+        if checks:
+            with tf.control_dependencies(checks):
+                betas = {k: tf.identity(v) for k, v in betas.items()}
         return betas
 
 

@@ -81,8 +81,9 @@ def generate_like(model: OneGAN, images, n_per_image: int = 1, seed: int = 0, sh
 
 def reconstruct(model: OneGAN, images, betas: dict | None = None) -> dict:
     """Reconstruction and segmentation (Fig. 4): model.reconstruct at the inference betas (all 1) with the
-    encoder means. The keys of interest: I_hat (reconstruction), I_fg_hat, I_bg_hat, I_m_hat (mask in [0, 1])."""
-    return model.reconstruct(_images(images), betas=betas)
+    encoder means. The keys of interest: I_hat (reconstruction), I_fg_hat, I_bg_hat, I_m_hat (mask in [0, 1]).
+    Given betas must agree with the model's Tab. 3b switches (`OneGAN.check_inference_betas`)."""
+    return model.reconstruct(_images(images), betas=None if betas is None else model.check_inference_betas(betas))
 
 
 def _class_probabilities(encoded: dict) -> dict:

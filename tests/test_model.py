@@ -275,7 +275,6 @@ def test_precomputed_encoding_gives_the_same_reconstruction():
     ({"mixup_codes": False}, {"beta1": 1.0, "beta2": 1.0}),
     ({"mixup_preimages": False}, {"beta3": 1.0, "beta4": 1.0}),
     ({"bypass": False}, {"beta3": 0.0, "beta4": 0.0}),
-    ({"bypass": False, "mixup_preimages": False}, {"beta3": 0.0, "beta4": 0.0}),
     ({"mixup_codes": False, "mixup_preimages": False}, {"beta1": 1.0, "beta2": 1.0, "beta3": 1.0, "beta4": 1.0}),
 ])
 def test_table_3b_switches_fix_the_betas(switches, expected):
