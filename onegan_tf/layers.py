@@ -19,8 +19,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from onegan_tf.config import NORMS
+
 PACKAGE = "onegan_tf"
-NORMS = ("glu_lnorm", "glu_inorm", "lnorm", "inorm")
 EPSILON = 1e-5
 
 
