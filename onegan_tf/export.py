@@ -56,7 +56,7 @@ import tensorflow as tf
 from absl import flags
 
 from onegan_tf.config import ConfigError, ModelConfig
-from onegan_tf.model import BETA_NAMES, OneGAN, sample_eps, sample_z
+from onegan_tf.model import BETA_NAMES, OneGAN, inference_beta_values, sample_eps, sample_z
 from onegan_tf.networks import NETWORK_NAMES
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -76,7 +76,8 @@ class ExportError(RuntimeError):
 
 
 def center_square_resize(image, size: int):
-    """uint8 [H, W, 3] -> float32 [size, size, 3] in [-1, 1]: the central square, resized bilinearly.
+    """uint8 [H, W, 3] -> float32 [size, size, 3] in [-1, 1]: the central square, resized bilinearly with
+    antialiasing and rounded to 8-bit values (as `onegan_tf.tasks.prepare_image` prepares image files).
 
     Images already `size` x `size` pass through unresampled, so a PNG of a model-sized image is exact.
     """
@@ -84,8 +85,10 @@ def center_square_resize(image, size: int):
     side = tf.minimum(shape[0], shape[1])
     top, left = (shape[0] - side) // 2, (shape[1] - side) // 2
     square = tf.cast(image[top:top + side, left:left + side], tf.float32)
+    # Rounded back to 8-bit values, as `tasks.prepare_image` does with image files.
     square = tf.cond(tf.equal(side, size), lambda: square,
-                     lambda: tf.image.resize(square, (size, size), method="bilinear", antialias=True))
+                     lambda: tf.round(tf.clip_by_value(
+                         tf.image.resize(square, (size, size), method="bilinear", antialias=True), 0.0, 255.0)))
     return tf.ensure_shape(square / 127.5 - 1.0, (size, size, 3))
 
 
@@ -157,7 +160,8 @@ def inference_controls(betas, seed, batch, cfg: ModelConfig):
     in_range = tf.debugging.assert_less_equal(tf.reduce_max(tf.abs(values - 0.5)), 0.5,
                                               message="input `betas`: each beta must be in [0, 1]")
     with tf.control_dependencies([in_range]):
-        values = tf.where(given, values, tf.ones_like(values))
+        # The defaults as the Tab. 3b switches fix them (beta3 = beta4 = 0 without bypass).
+        values = tf.where(given, values, tf.constant(inference_beta_values(cfg), values.dtype))
     betas = {name: tf.fill([batch], values[i]) for i, name in enumerate(BETA_NAMES)}
     sample, key = _optional(seed, 2, "seed", "a stateless seed of the reparameterisation noise")
     # Zero noise gives exactly the encoder means (mu + exp(sigma / 2) * 0 = mu).
@@ -203,7 +207,8 @@ class OneGANServing(tf.Module):
         if target_child is not None:
             target_child = check_classes(target_child, self.cfg.n_child, "target_child", batch)
         b, eps = inference_controls(betas, seed, batch, self.cfg)
-        return self.model.reconstruct(I, betas=b, eps=eps, target_child=target_child)
+        return self.model.reconstruct(I, betas=self.model.check_inference_betas(b), eps=eps,
+                                      target_child=target_child)
 
     def _segment(self, I, betas, seed):
         rec = self._reconstruct(I, betas, seed)

@@ -344,9 +344,13 @@ def test_bytes_are_centre_cropped_and_resized_to_the_model_size():
     wide = (np.linspace(0, 255, 40 * 64 * 3).reshape(40, 64, 3) + rng.integers(0, 8, (40, 64, 3))).astype(np.uint8)
     got = export.decode_images(tf.constant([tf.io.encode_png(wide).numpy(), tf.io.encode_jpeg(wide).numpy()]), 32)
     centre = tf.cast(wide[:, 12:52], tf.float32)
-    want = tf.image.resize(centre, (32, 32), method="bilinear", antialias=True) / 127.5 - 1.0
+    want = np.round(tf.image.resize(centre, (32, 32), method="bilinear", antialias=True)) / 127.5 - 1.0
     np.testing.assert_allclose(got[0], want, atol=1e-5)
     assert np.abs(got[1] - want).mean() < 0.05  # JPEG is lossy
+    from PIL import Image
+
+    from onegan_tf.tasks import prepare_image  # the tasks CLI prepares image files the same way
+    np.testing.assert_allclose(got[0], prepare_image(Image.fromarray(wide), 32), atol=1e-6)
     exact = rng.integers(0, 256, (32, 32, 3), np.uint8)
     np.testing.assert_array_equal(export.decode_images(tf.constant([tf.io.encode_png(exact).numpy()]), 32)[0],
                                   exact.astype(np.float32) / 127.5 - 1.0)
