@@ -20,8 +20,9 @@ Every training flag is a flag here too (`--image_size`, `--channel_mult`, `--bat
              SavedModel, beside the same signature called in-process, at each batch of `--serving_batches`.
 - `networks` forward seconds and FLOP/s of each network alone at the training batch (where a step's
              time goes).
-- `ops`      the op types that take the most time in one step of the last phase of `--phases`
-             (TF profiler trace, summed over the host's op events).
+- `ops`      the op types, and the networks (top name scope; `grad` = their backward), that take the
+             most time in one step of the last phase of `--phases` (TF profiler trace, op events summed;
+             with intra-op threads the sum can exceed the step's wall time).
 
 One JSON line per measurement goes to `--out` (appended), each with the config, the machine (platform,
 CPUs, CPU model, TF version, devices) and the load average when it was taken; a table goes to stdout.
@@ -34,6 +35,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import tempfile
@@ -297,29 +299,37 @@ def bench_ops(trainer, cfg, phase_name: str, top: int = 15) -> list[dict]:
         with open(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)[0], "rb") as f:
             space.ParseFromString(f.read())
     by_type: dict[str, list] = {}
+    by_scope: dict[str, list] = {}
     for plane in space.planes:
-        if not plane.name.startswith("/host:CPU") and not plane.name.startswith("/device:"):
-            continue
         names = {k: m.name for k, m in plane.event_metadata.items()}
         for line in plane.lines:
             for ev in line.events:
-                op_type = _op_type(names.get(ev.metadata_id, ""))
-                if op_type:
-                    acc = by_type.setdefault(op_type, [0.0, 0])
-                    acc[0] += ev.duration_ps * 1e-12
-                    acc[1] += 1
+                op = _parse_op_event(names.get(ev.metadata_id, ""))
+                if op:
+                    for table_, key in ((by_type, op[1]), (by_scope, op[0])):
+                        acc = table_.setdefault(key, [0.0, 0])
+                        acc[0] += ev.duration_ps * 1e-12
+                        acc[1] += 1
     total = sum(s for s, _ in by_type.values()) or 1.0
-    ranked = sorted(by_type.items(), key=lambda kv: -kv[1][0])[:top]
-    return [{"what": "ops", "name": op, "phase": phase_name, "op_seconds": s, "op_count": n,
-             "share_of_op_time": s / total, "step_seconds": step_s} for op, (s, n) in ranked]
+    records = []
+    for what, table_ in (("ops", by_type), ("op_scopes", by_scope)):
+        for name, (s, n) in sorted(table_.items(), key=lambda kv: -kv[1][0])[:top]:
+            records.append({"what": what, "name": name, "phase": phase_name, "op_seconds": s, "op_count": n,
+                            "share_of_op_time": s / total, "step_seconds": step_s})
+    return records
 
 
-def _op_type(event_name: str) -> str:
-    """The op type of a TF op event ('scope/name:Conv2D'), '' for events that are not ops."""
-    if ":" not in event_name or event_name.startswith(("$", "Iterator")):
-        return ""
-    op_type = event_name.rsplit(":", 1)[1].split("#", 1)[0].strip()
-    return op_type if op_type and op_type[0].isupper() and op_type.isidentifier() else ""
+def _parse_op_event(event_name: str) -> tuple[str, str] | None:
+    """(network scope, op type) of a TF op event 'scope/.../name:OpType' (oneDNN kernels keep their
+    '_MklNative...' type); None for executor and runtime events ('ExecutorState::Process', ...)."""
+    if "::" in event_name or ":" not in event_name:
+        return None
+    name, op_type = event_name.rsplit(":", 1)
+    if not op_type.isidentifier():
+        return None
+    parts = [p for p in name.split("/") if p not in ("gradient_tape", "replica", "")]
+    scope = re.sub(r"_\d+$", "", parts[0]) if len(parts) > 1 else "(top level)"
+    return (("grad " if name.startswith("gradient_tape") else "") + scope, op_type)
 
 
 # ------------------------------------------------------------------------------------------------ driver

@@ -132,14 +132,24 @@ def conv_flops(batch: int, size: int, c_in: int, c_out: int, kernel: int) -> int
 
 
 def profiler_flops(net: keras.Model, inputs) -> int:
-    """Forward FLOPs of `net` on `inputs` as TF's profiler counts them (Conv2D and MatMul ops only), from
-    the graph of a concrete function with static shapes: an independent check of `network_flops`."""
+    """Forward FLOPs of `net` on `inputs` counted on the traced graph of a concrete function with static
+    shapes, independently of `network_flops`: Conv2D ops by TF's profiler (its registered statistic,
+    2 * output elements * k_h * k_w * c_in), MatMul ops by the same formula from the graph's op shapes
+    (the profiler reports no statistic for a function graph's MatMul in TF 2.21)."""
+    import numpy as np
     import tensorflow as tf
 
     specs = tf.nest.map_structure(lambda x: tf.TensorSpec(x.shape, x.dtype), inputs)
-    fn = tf.function(lambda x: net(x, training=False)).get_concrete_function(specs)
+    graph = tf.function(lambda x: net(x, training=False)).get_concrete_function(specs).graph
     opts = tf.compat.v1.profiler.ProfileOptionBuilder(
         tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()).with_empty_output().build()
-    prof = tf.compat.v1.profiler.profile(fn.graph, cmd="op", options=opts)
+    prof = tf.compat.v1.profiler.profile(graph, cmd="op", options=opts)
     # float_ops: the ops of that type themselves (total_float_ops would add the ops feeding them).
-    return sum(child.float_ops for child in prof.children if child.name in ("Conv2D", "MatMul"))
+    conv = sum(child.float_ops for child in prof.children if child.name == "Conv2D")
+    matmul = 0
+    for op in graph.get_operations():
+        if op.type == "MatMul":
+            a = op.inputs[0].shape
+            k = a[0] if op.get_attr("transpose_a") else a[-1]
+            matmul += 2 * int(k) * int(np.prod(op.outputs[0].shape))
+    return conv + matmul
