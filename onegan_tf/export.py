@@ -85,7 +85,6 @@ def center_square_resize(image, size: int):
     side = tf.minimum(shape[0], shape[1])
     top, left = (shape[0] - side) // 2, (shape[1] - side) // 2
     square = tf.cast(image[top:top + side, left:left + side], tf.float32)
-    # Rounded back to 8-bit values, as `tasks.prepare_image` does with image files.
     square = tf.cond(tf.equal(side, size), lambda: square,
                      lambda: tf.round(tf.clip_by_value(
                          tf.image.resize(square, (size, size), method="bilinear", antialias=True), 0.0, 255.0)))
@@ -95,8 +94,8 @@ def center_square_resize(image, size: int):
 def decode_images(image_bytes, size: int, name: str = "image_bytes"):
     """string [B] of encoded images -> float32 [B, size, size, 3] in [-1, 1]; names `name` on bad input."""
     shape = tf.shape(image_bytes)
-    checks = [tf.debugging.Assert(tf.equal(tf.size(shape), 1), [f"input `{name}` must be a 1-D string tensor [batch] "
-                                                                 "of encoded JPEG/PNG images; got shape", shape], summarize=8)]
+    want = f"input `{name}` must be a 1-D string tensor [batch] of encoded JPEG/PNG images; got shape"
+    checks = [tf.debugging.Assert(tf.equal(tf.size(shape), 1), [want, shape], summarize=8)]
     with tf.control_dependencies(checks):
         image_bytes = tf.identity(image_bytes)
 
@@ -438,9 +437,10 @@ def signature_table(saved_model_dir: str) -> str:
 def _define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_string("run_dir", None, "Run directory written by python -m onegan_tf.train (config.json, ckpt/).",
                         flag_values=fv)
-    flags.DEFINE_string("export_dir", None, "Base folder of the SavedModel: writes <export_dir>/<model_name>/<version>/.",
+    flags.DEFINE_string("export_dir", None, "Base folder of the SavedModel: writes "
+                        "<export_dir>/<model_name>/<version>/.", flag_values=fv)
+    flags.DEFINE_string("model_name", "onegan", "TF Serving model name (the sub-folder of --export_dir).",
                         flag_values=fv)
-    flags.DEFINE_string("model_name", "onegan", "TF Serving model name (the sub-folder of --export_dir).", flag_values=fv)
     flags.DEFINE_integer("version", None, "TF Serving version (default: the checkpoint step, or the next free "
                          "integer after the newest existing version). Never overwritten.", flag_values=fv)
     flags.DEFINE_string("keras_dir", None, "Also (or only) save every sub-network as <keras_dir>/<name>.keras.",
