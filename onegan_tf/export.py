@@ -27,7 +27,9 @@ square and resized to S (bilinear, antialiased). The REST-first `serving_default
 
 Optional controls are inputs of shape [None] whose empty value means the default (a signature has no
 optional inputs: TF Serving requires every input of the signature in every request):
-`betas` float32, [] = beta1..beta4 = 1 (SPEC §4 inference), or 4 values in [0, 1] used for every image;
+`betas` float32, [] = the inference defaults (SPEC §4: beta1..beta4 = 1; beta3 = beta4 = 0 for a model
+trained without bypass, `model.inference_beta_values`), or 4 values in [0, 1] used for every image, which
+must agree with the model's Tab. 3b switches (`OneGAN.check_inference_betas`);
 `seed` int64, [] = encoder means instead of samples (reconstruction) or seed (0, 0) (generation), or 2
 values: the stateless seed of the reparameterisation noise / of the pose codes z.
 
