@@ -212,7 +212,7 @@ def train(cfg: Config) -> dict:
             images_per_s = steps_per_s * tc.batch_size
             last_log_time, last_log_step = now, done
             scalars = {**{f"loss/{k}": v for k, v in values.items()}, "schedule/phase": phase,
-                       "schedule/learning_rate": float(trainer.opt_G.learning_rate),
+                       "schedule/learning_rate": float(np.asarray(trainer.opt_G.learning_rate)),
                        "speed/steps_per_s": steps_per_s, "speed/images_per_s": images_per_s}
             if chief:
                 _log_scalars(writer, run_dir, done, PHASES[phase], scalars)
