@@ -50,7 +50,8 @@ ONE_VS_TWO_REPLICAS = textwrap.dedent("""
     diffs = np.concatenate([np.abs(np.array(va) - np.array(vb)).ravel()
                             for a, b in zip(nets(one), nets(two)) for va, vb in zip(a.weights, b.weights)])
     print(json.dumps({"loss_diff": loss_diff, "weight_diff": float(diffs.max()),
-                      "mean_weight_diff": float(diffs.mean()), "n_weights": int(diffs.size), "keys_equal": sorted(out["one"]) == sorted(out["two"]),
+                      "mean_weight_diff": float(diffs.mean()), "n_weights": int(diffs.size),
+                      "keys_equal": sorted(out["one"]) == sorted(out["two"]),
                       "steps": [int(one.step.numpy()), int(two.step.numpy())]}))
 """)
 
