@@ -336,8 +336,9 @@ def _parse_op_event(event_name: str) -> tuple[str, str] | None:
 
 
 def run(cfg, what, phases, steps: int, warmup: int, serving_batches=(1, 32), ceiling=(20, 64, 256, 256, 3),
-        data_batches: int = 20, data_warmup: int = 5) -> list[dict]:
-    """Every measurement of `what` for `cfg`, as records stamped with config, machine and load average."""
+        data_batches: int = 20, data_warmup: int = 5, out: str = "") -> list[dict]:
+    """Every measurement of `what` for `cfg`, as records stamped with config, machine and load average;
+    each is appended to `out` (JSON lines) as soon as it is taken, so a long run keeps what it measured."""
     import keras
 
     unknown = set(what) - set(WHAT)
@@ -358,9 +359,12 @@ def run(cfg, what, phases, steps: int, warmup: int, serving_batches=(1, 32), cei
 
     def add(new):
         load = list(os.getloadavg())
-        for r in new:
-            records.append({**r, **stamp, "loadavg": load,
-                            "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        new = [{**r, **stamp, "loadavg": load, "time": now} for r in new]
+        records.extend(new)
+        if out:
+            with open(out, "a") as f:
+                f.writelines(json.dumps(r) + "\n" for r in new)
 
     trainer = None
     if {"train", "flops", "networks", "ops"} & set(what):
@@ -415,17 +419,13 @@ def main(argv):
     records = run(cfg, FLAGS.what, FLAGS.phases, FLAGS.steps, FLAGS.warmup,
                   serving_batches=[int(b) for b in FLAGS.serving_batches],
                   ceiling=[int(c) for c in FLAGS.ceiling],
-                  data_batches=FLAGS.bench_batches, data_warmup=FLAGS.bench_warmup)
+                  data_batches=FLAGS.bench_batches, data_warmup=FLAGS.bench_warmup, out=FLAGS.out)
     if records:
         m = records[0]["machine"]
         print(f"machine: {m['cpu_model']}, {m['cpu_count']} CPUs ({m['sched_cpus']} usable), {m['platform']}, "
               f"TensorFlow {m['tensorflow']}, devices {m['devices']}")
         print(f"config: {records[0]['config']}; load average at the end: {os.getloadavg()}")
     print(table(records))
-    if FLAGS.out:
-        with open(FLAGS.out, "a") as f:
-            for r in records:
-                f.write(json.dumps(r) + "\n")
 
 
 if __name__ == "__main__":
