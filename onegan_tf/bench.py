@@ -263,8 +263,8 @@ def bench_serving(cfg, batch_sizes, steps: int, warmup: int) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="onegan-bench-") as tmp:
         path = export.export_saved_model(model, tmp)
         loaded = tf.saved_model.load(path)
-        targets = {"saved_model": loaded.signatures["serving_default"],
-                   "in_process": export.OneGANServing(model).serving_default}
+        serving = export.OneGANServing(model)  # held: its tf.functions keep only a weak reference to it
+        targets = {"saved_model": loaded.signatures["serving_default"], "in_process": serving.serving_default}
         for b in batch_sizes:
             image_bytes = tf.constant(export.example_inputs("serving_default", cfg.model, b)["image_bytes"])
             for name, fn in targets.items():
