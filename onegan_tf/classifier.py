@@ -11,7 +11,8 @@ FID) and a softmax output named "predictions" (the class probabilities of IS).
 
 `--data` is a folder laid out as `<root>/<class_name>/*.jpg|png` (classes are the sub-folders, sorted by
 name) or `synthetic` for the built-in synthetic set (`onegan_tf.data.synthetic`), labelled by child or
-parent class. A seeded `--val_fraction` of the images is held out and its accuracy is reported.
+parent class; images are centre-cropped to a square and resized (`onegan_tf.data.labeled`). A seeded
+`--val_fraction` of the images is held out and its accuracy is reported.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from typing import Sequence
 
 import numpy as np
 from absl import flags
+
+from onegan_tf.data import labeled
+from onegan_tf.flags import parse_private
 
 BACKBONES = ("inception_v3", "small_cnn")
 WEIGHTS = ("imagenet", "none")
@@ -65,61 +69,6 @@ def _split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarr
     return order[n_val:], order[:n_val]
 
 
-def load_folder(root: str, image_size: int, batch_size: int, val_fraction: float, seed: int):
-    """(train, val or None, class names) from `<root>/<class_name>/*`; images scaled to [-1, 1]."""
-    import keras
-    import tensorflow as tf
-
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"--data={root!r}: not a folder (expected <root>/<class_name>/*.jpg|png, "
-                                "or --data=synthetic)")
-    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
-    if len(classes) < 2:
-        raise ValueError(f"--data={root!r}: found {len(classes)} class folder(s); a classifier needs at least 2 "
-                         "sub-folders, one per class")
-    kwargs = dict(labels="inferred", label_mode="int", class_names=classes, image_size=(image_size, image_size),
-                  batch_size=batch_size, shuffle=True, seed=seed, interpolation="bilinear")
-    if val_fraction > 0:
-        train, val = keras.utils.image_dataset_from_directory(root, validation_split=val_fraction, subset="both",
-                                                              **kwargs)
-    else:
-        train, val = keras.utils.image_dataset_from_directory(root, **kwargs), None
-
-    def scale(x, y):
-        return x / 127.5 - 1.0, y
-
-    train = train.map(scale).map(lambda x, y: (tf.image.random_flip_left_right(x), y))
-    val = val.map(scale) if val is not None else None
-    return train.prefetch(2), val, classes
-
-
-def load_synthetic(num_images: int, image_size: int, batch_size: int, val_fraction: float, seed: int,
-                   label: str = "child", n_parents: int = 4, children_per_parent: int = 3):
-    """(train, val or None, class names) from onegan_tf.data.synthetic, labelled by `label`."""
-    import tensorflow as tf
-
-    from onegan_tf.data import synthetic
-
-    if label not in ("child", "parent"):
-        raise ValueError(f"--label={label!r}: use child or parent")
-    spec = synthetic.SyntheticSpec(n_parents=n_parents, children_per_parent=children_per_parent,
-                                   resolution=image_size, seed=seed)
-    examples = synthetic.generate_many(spec, range(num_images))
-    images = np.stack([e["image"] for e in examples]).astype(np.float32) / 127.5 - 1.0
-    labels = np.array([e[label] for e in examples], np.int32)
-    n_classes = spec.n_child if label == "child" else spec.n_parents
-    train_idx, val_idx = _split(num_images, val_fraction, seed)
-
-    def dataset(idx, shuffle):
-        ds = tf.data.Dataset.from_tensor_slices((images[idx], labels[idx]))
-        if shuffle:
-            ds = ds.shuffle(len(idx), seed=seed).map(lambda x, y: (tf.image.random_flip_left_right(x), y))
-        return ds.batch(batch_size).prefetch(2)
-
-    names = [f"{label}_{i}" for i in range(n_classes)]
-    return dataset(train_idx, True), (dataset(val_idx, False) if len(val_idx) else None), names
-
-
 def train_classifier(data: str, out: str, backbone: str = "small_cnn", weights: str = "none",
                      image_size: int | None = None, epochs: int = 10, batch_size: int = 32,
                      learning_rate: float | None = None, val_fraction: float = 0.1, seed: int = 0,
@@ -135,11 +84,11 @@ def train_classifier(data: str, out: str, backbone: str = "small_cnn", weights: 
     image_size = image_size or DEFAULT_IMAGE_SIZE.get(backbone, 64)
     learning_rate = learning_rate or DEFAULT_LEARNING_RATE.get(backbone, 1e-3)
     keras.utils.set_random_seed(seed)
-    if data == "synthetic":
-        train, val, classes = load_synthetic(num_images, image_size, batch_size, val_fraction, seed, label,
-                                             synthetic_parents, synthetic_children_per_parent)
-    else:
-        train, val, classes = load_folder(data, image_size, batch_size, val_fraction, seed)
+    images, labels, classes = labeled.load(data, image_size, seed, num_images, label, synthetic_parents,
+                                           synthetic_children_per_parent)
+    train_idx, val_idx = _split(len(labels), val_fraction, seed)
+    train = labeled.dataset(images, labels, train_idx, batch_size, seed, training=True)
+    val = labeled.dataset(images, labels, val_idx, batch_size, seed, training=False) if len(val_idx) else None
     model = build_classifier(len(classes), backbone, weights, image_size)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
@@ -175,18 +124,9 @@ def _define_flags(fv: flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # A private FlagValues: this tool's --image_size/--batch_size must not collide with the trainer's flags
-    # when both modules are imported in one process (tests, notebooks).
-    fv = flags.FlagValues()
-    _define_flags(fv)
-    argv = list(sys.argv if argv is None else argv)
-    try:
-        fv(argv)
-        if fv.data is None or fv.out is None:
-            raise flags.Error("--data and --out are required")
-    except flags.Error as e:
-        print(f"{e}\n\nusage: python -m onegan_tf.classifier --data=<folder|synthetic> --out=model.keras [...]\n"
-              f"{fv.get_help()}", file=sys.stderr)
+    fv = parse_private(argv, _define_flags, required=("data", "out"),
+                       usage="python -m onegan_tf.classifier --data=<folder|synthetic> --out=model.keras [...]")
+    if fv is None:
         return 2
     weights = fv.weights or ("imagenet" if fv.backbone == "inception_v3" else "none")
     train_classifier(fv.data, fv.out, fv.backbone, weights, fv.image_size, fv.epochs, fv.batch_size,

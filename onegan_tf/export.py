@@ -58,6 +58,7 @@ import tensorflow as tf
 from absl import flags
 
 from onegan_tf.config import ConfigError, ModelConfig
+from onegan_tf.flags import parse_private
 from onegan_tf.model import BETA_NAMES, OneGAN, inference_beta_values, sample_eps, sample_z
 from onegan_tf.networks import NETWORK_NAMES
 
@@ -452,18 +453,10 @@ def _define_flags(fv: flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # A private FlagValues: --run_dir must not collide with the trainer's flags in one process.
-    fv = flags.FlagValues()
-    _define_flags(fv)
-    argv = list(sys.argv if argv is None else argv)
-    usage = ("usage: python -m onegan_tf.export --run_dir=RUN (--export_dir=DIR [--model_name=onegan] "
-             "[--version=N] | --keras_dir=DIR)")
-    try:
-        fv(argv)
-        if fv.run_dir is None or (fv.export_dir is None and fv.keras_dir is None):
-            raise flags.Error("--run_dir and at least one of --export_dir, --keras_dir are required")
-    except flags.Error as e:
-        print(f"{e}\n\n{usage}\n{fv.get_help()}", file=sys.stderr)
+    fv = parse_private(argv, _define_flags, required=("run_dir", ("export_dir", "keras_dir")),
+                       usage="python -m onegan_tf.export --run_dir=RUN (--export_dir=DIR [--model_name=onegan] "
+                       "[--version=N] | --keras_dir=DIR)")
+    if fv is None:
         return 2
     try:
         model, step = load_run(fv.run_dir)

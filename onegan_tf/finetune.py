@@ -10,7 +10,7 @@ E_c (supplementary Tab. 5) learns, without labels, the child (fine) class of an 
 
 `--data` is a folder `<root>/<class_name>/*.png|jpg` (classes are the sub-folders, sorted by name) or
 `synthetic` (`onegan_tf.data.synthetic`, labelled by child class). Images are centre-cropped to a square and
-resized to E_c's input size, as the serving export does with encoded images (`export.center_square_resize`).
+resized to E_c's input size, as every user image is (`onegan_tf.data.labeled`, `tasks.prepare_image`).
 `--shots_per_class=K` keeps K seeded training images per class (0 = all); the images left over (up to
 `--val_per_class` per class) measure validation accuracy.
 
@@ -28,7 +28,8 @@ from typing import Sequence
 import numpy as np
 from absl import flags
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+from onegan_tf.data import labeled
+from onegan_tf.flags import parse_private
 
 
 def build_classifier(encoder, num_classes: int, freeze_backbone: bool = False, dropout: float = 0.2):
@@ -64,51 +65,6 @@ def few_shot_split(labels: np.ndarray, shots_per_class: int, val_per_class: int,
     return np.array(sorted(train), int), np.array(sorted(val), int)
 
 
-def load_synthetic(num_images: int, size: int, seed: int, n_parents: int = 4, children_per_parent: int = 3,
-                   resolution: int = 64):
-    """(images float32 [N, size, size, 3] in [-1, 1], child labels, class names) from the synthetic set."""
-    import tensorflow as tf
-
-    from onegan_tf.data import synthetic
-    from onegan_tf.export import center_square_resize
-
-    spec = synthetic.SyntheticSpec(n_parents=n_parents, children_per_parent=children_per_parent,
-                                   resolution=resolution, seed=seed)
-    examples = synthetic.generate_many(spec, range(num_images))
-    images = np.stack([center_square_resize(tf.constant(e["image"]), size).numpy() for e in examples])
-    labels = np.array([e["child"] for e in examples], np.int32)
-    return images, labels, [f"child_{c}" for c in range(spec.n_child)]
-
-
-def load_folder(root: str, size: int):
-    """(images, labels, class names) from `<root>/<class_name>/*`; unreadable files are named in the error."""
-    import tensorflow as tf
-
-    from onegan_tf.export import center_square_resize
-
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"--data={root!r}: not a folder (expected <root>/<class_name>/*.png|jpg, "
-                                "or --data=synthetic)")
-    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
-    if len(classes) < 2:
-        raise ValueError(f"--data={root!r}: found {len(classes)} class folder(s); a classifier needs at least 2 "
-                         "sub-folders, one per class")
-    images, labels = [], []
-    for label, name in enumerate(classes):
-        files = sorted(f for f in os.listdir(os.path.join(root, name)) if f.lower().endswith(IMAGE_EXTENSIONS))
-        if not files:
-            raise ValueError(f"--data={root!r}: class folder {name!r} holds no {'/'.join(IMAGE_EXTENSIONS)} image")
-        for f in files:
-            path = os.path.join(root, name, f)
-            try:
-                image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-            except tf.errors.InvalidArgumentError as e:
-                raise ValueError(f"{path} is not a readable image: {e.message.splitlines()[0]}") from None
-            images.append(center_square_resize(image, size).numpy())
-            labels.append(label)
-    return np.stack(images), np.array(labels, np.int32), classes
-
-
 def finetune(encoder_path: str, data: str, out: str, epochs: int = 10, shots_per_class: int = 0,
              val_per_class: int = 10, freeze_backbone: bool = False, batch_size: int = 32,
              learning_rate: float = 1e-3, dropout: float = 0.2, seed: int = 0, num_images: int = 600,
@@ -116,7 +72,6 @@ def finetune(encoder_path: str, data: str, out: str, epochs: int = 10, shots_per
              verbose: int = 2):
     """Fine-tune E_c (from a `.keras` file) with a classification head on `data`; save to `out`. Returns History."""
     import keras
-    import tensorflow as tf
 
     import onegan_tf.networks  # noqa: F401 - registers E_c's classes for load_model's safe mode
 
@@ -131,18 +86,12 @@ def finetune(encoder_path: str, data: str, out: str, epochs: int = 10, shots_per
         raise ValueError(f"--encoder={encoder_path!r} holds a {type(encoder).__name__}; give the style encoder "
                          "E_c.keras (its h_c features are the backbone)")
     size = encoder.image_size
-    if data == "synthetic":
-        images, labels, classes = load_synthetic(num_images, size, seed, synthetic_parents,
-                                                 synthetic_children_per_parent, synthetic_resolution)
-    else:
-        images, labels, classes = load_folder(data, size)
+    images, labels, classes = labeled.load(data, size, seed, num_images, "child", synthetic_parents,
+                                           synthetic_children_per_parent, synthetic_resolution)
     train_idx, val_idx = few_shot_split(labels, shots_per_class, val_per_class, seed)
 
     def dataset(idx, training):
-        ds = tf.data.Dataset.from_tensor_slices((images[idx], labels[idx]))
-        if training:
-            ds = ds.shuffle(len(idx), seed=seed).map(lambda x, y: (tf.image.random_flip_left_right(x, seed=seed), y))
-        return ds.batch(batch_size).prefetch(2)
+        return labeled.dataset(images, labels, idx, batch_size, seed, training)
 
     model = build_classifier(encoder, len(classes), freeze_backbone, dropout)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
@@ -183,17 +132,10 @@ def _define_flags(fv: flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # A private FlagValues: --batch_size/--epochs must not collide with other tools' flags in one process.
-    fv = flags.FlagValues()
-    _define_flags(fv)
-    argv = list(sys.argv if argv is None else argv)
-    try:
-        fv(argv)
-        if fv.encoder is None or fv.data is None or fv.out is None:
-            raise flags.Error("--encoder, --data and --out are required")
-    except flags.Error as e:
-        print(f"{e}\n\nusage: python -m onegan_tf.finetune --encoder=DIR/E_c.keras --data=<folder|synthetic> "
-              f"--out=clf.keras [--shots_per_class=K] [--freeze_backbone] [...]\n{fv.get_help()}", file=sys.stderr)
+    fv = parse_private(argv, _define_flags, required=("encoder", "data", "out"),
+                       usage="python -m onegan_tf.finetune --encoder=DIR/E_c.keras --data=<folder|synthetic> "
+                       "--out=clf.keras [--shots_per_class=K] [--freeze_backbone] [...]")
+    if fv is None:
         return 2
     try:
         history = finetune(fv.encoder, fv.data, fv.out, fv.epochs, fv.shots_per_class, fv.val_per_class,
