@@ -88,3 +88,14 @@ def test_bench_cli_writes_one_json_line_per_measurement(tmp_path):
         phase["training_flops"] / train["seconds_per_step"])
     assert ceiling["forward_flops"] == 2 * 9 * 32 * 32 * 32 * 32 * 4 and ceiling["flop_per_s"] > 0
     assert "phase I" in proc.stdout and "GFLOP/s" in proc.stdout
+
+
+@pytest.mark.slow
+def test_serving_bench_times_the_saved_model_and_the_in_process_signature():
+    from onegan_tf import bench
+
+    records = bench.bench_serving(tiny_config(), batch_sizes=(1, 2), steps=2, warmup=1)
+    assert [(r["target"], r["batch"]) for r in records] == [("saved_model", 1), ("in_process", 1),
+                                                            ("saved_model", 2), ("in_process", 2)]
+    for r in records:
+        assert 0 < r["latency_p50_s"] <= r["latency_p95_s"] and r["images_per_s"] > 0
