@@ -43,22 +43,27 @@ import time
 
 from absl import app, flags
 
-from onegan_tf.data import bench as data_bench  # defines --bench_warmup, --bench_batches
 from onegan_tf.flags import config_from_flags, define_config_flags
 
 WHAT = ("train", "flops", "data", "serving", "networks", "ops")
 PHASE_INDEX = {"I": 0, "IIa": 1, "IIb": 2}
-
-flags.DEFINE_list("phases", ["I", "IIa", "IIb"], "Phases to time: I, IIa, IIb.")
-flags.DEFINE_integer("steps", 5, "Timed steps (or calls) per measurement, after the warm-up.")
-flags.DEFINE_integer("warmup", 2, "Untimed steps (or calls) first; the first one traces.")
-flags.DEFINE_string("out", "", "Append one JSON line per measurement to this file ('' = stdout table only).")
-flags.DEFINE_list("what", ["train", "flops", "data", "serving"], f"Measurements, any of {WHAT}.")
-flags.DEFINE_list("serving_batches", ["1", "32"], "Batch sizes of the serving measurement.")
-flags.DEFINE_list("ceiling", ["20", "64", "256", "256", "3"],
-                  "The ceiling convolution: batch, size, c_in, c_out, kernel ('same', stride 1).")
-define_config_flags()
 FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+    """The bench's flags, every training flag, and --bench_warmup/--bench_batches of onegan_tf.data.bench;
+    defined only when the bench runs as a program, so importing this module defines no global flag."""
+    import onegan_tf.data.bench  # noqa: F401  (defines --bench_warmup, --bench_batches)
+
+    flags.DEFINE_list("phases", ["I", "IIa", "IIb"], "Phases to time: I, IIa, IIb.")
+    flags.DEFINE_integer("steps", 5, "Timed steps (or calls) per measurement, after the warm-up.")
+    flags.DEFINE_integer("warmup", 2, "Untimed steps (or calls) first; the first one traces.")
+    flags.DEFINE_string("out", "", "Append one JSON line per measurement to this file ('' = table only).")
+    flags.DEFINE_list("what", ["train", "flops", "data", "serving"], f"Measurements, any of {WHAT}.")
+    flags.DEFINE_list("serving_batches", ["1", "32"], "Batch sizes of the serving measurement.")
+    flags.DEFINE_list("ceiling", ["20", "64", "256", "256", "3"],
+                      "The ceiling convolution: batch, size, c_in, c_out, kernel ('same', stride 1).")
+    define_config_flags()
 
 
 # ---------------------------------------------------------------------------------------------- machine
@@ -243,6 +248,7 @@ def bench_networks(model, cfg, steps: int, warmup: int) -> list[dict]:
 
 def bench_data(cfg, warmup: int, batches: int) -> list[dict]:
     """images/s of the X_c and X_bg pipelines (`onegan_tf.data.bench`)."""
+    from onegan_tf.data import bench as data_bench
     from onegan_tf.data.pipeline import train_streams
 
     x_c, x_bg = train_streams(cfg.data, cfg.model.image_size, cfg.train.batch_size, cfg.train.seed)
@@ -429,4 +435,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)
