@@ -100,25 +100,6 @@ class PreImageGenerator(keras.Model):
 
 
 @register
-class BackgroundRenderer(keras.Model):
-    """G_bg1 (Tab. 3): UPBlk x3 -> K3P1Conv2d(w, 3) + tanh = I_bg."""
-
-    def __init__(self, widths: tuple, norm: str = "glu_lnorm", **kwargs):
-        super().__init__(**kwargs)
-        self.widths, self.norm = tuple(widths), norm
-        _set_blocks(self, "up", [UpBlock(w, norm, name=f"up{i + 1}") for i, w in enumerate(widths)])
-        self.to_rgb = conv(3, 3, bias=True, name="to_rgb", dtype="float32")
-
-    def call(self, A):
-        for up in _blocks(self, "up", len(self.widths)):
-            A = up(A)
-        return ops.tanh(self.to_rgb(ops.cast(A, "float32")))
-
-    def get_config(self):
-        return {**super().get_config(), "widths": list(self.widths), "norm": self.norm}
-
-
-@register
 class ForegroundUpsampler(keras.Model):
     """G_fg1 (Tab. 4): UPBlk(256,128) -> UPBlk(128,64) -> UPBlk(64,64) = C_fg0 (SPEC §3 reading)."""
 
@@ -134,6 +115,18 @@ class ForegroundUpsampler(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "widths": list(self.widths), "norm": self.norm}
+
+
+@register
+class BackgroundRenderer(ForegroundUpsampler):
+    """G_bg1 (Tab. 3): UPBlk(256,128) -> UPBlk(128,64) -> UPBlk(64,32) -> K3P1Conv2d(32, 3) + tanh = I_bg."""
+
+    def __init__(self, widths: tuple, norm: str = "glu_lnorm", **kwargs):
+        super().__init__(widths, norm, **kwargs)
+        self.to_rgb = conv(3, 3, bias=True, name="to_rgb", dtype="float32")
+
+    def call(self, A):
+        return ops.tanh(self.to_rgb(ops.cast(super().call(A), "float32")))
 
 
 @register

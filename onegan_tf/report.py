@@ -163,3 +163,37 @@ def markdown(cfg: Config, summary: dict) -> str:
         lines.append(f"- SavedModel for TF Serving: `{os.path.relpath(summary['export'], cfg.train.run_dir)}`")
     lines.append(f"- TensorBoard: `tensorboard --logdir {os.path.join(cfg.train.run_dir, 'tb')}`")
     return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    """`python -m onegan_tf.report --run_dir=RUN`: (re)do the end of a finished run with its own settings."""
+    import sys
+
+    from onegan_tf.checkpoint import load_config
+    from onegan_tf.flags import parse_private
+
+    def define(fv):
+        from absl import flags
+
+        flags.DEFINE_string("run_dir", None, "Run directory written by `python -m onegan_tf.train`.", flag_values=fv)
+        flags.DEFINE_string("metrics", None, "Override the run's --final_eval (comma-separated metrics).",
+                            flag_values=fv)
+
+    fv = parse_private(sys.argv if argv is None else argv, define, ["run_dir"],
+                       "python -m onegan_tf.report --run_dir=RUN [--metrics=segmentation,clustering,...]")
+    if fv is None:
+        return 2
+    cfg = load_config(fv.run_dir)
+    if fv.metrics is not None or cfg.train.run_dir != fv.run_dir:
+        import dataclasses
+
+        train = dataclasses.replace(cfg.train, run_dir=fv.run_dir,
+                                    final_eval=cfg.train.final_eval if fv.metrics is None else fv.metrics)
+        cfg = dataclasses.replace(cfg, train=train)
+    summary = finalize_run(cfg)
+    print(f"wrote {os.path.join(fv.run_dir, 'report.md')} ({summary['wall_s']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
