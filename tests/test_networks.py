@@ -138,7 +138,7 @@ def test_norm_variants_build_every_generator_with_the_same_shapes(norm):
     expected = expected_shapes(cfg)
     for name in ("G_bg0", "G_bg1", "G_fg0", "G_fg1", "G_fg2", "E_p", "E_bg"):
         assert shapes_of(nets[name](networks.example_inputs(name, cfg, BATCH))) == expected[name], name
-    glu = nets["G_fg1"].ups[0].glu
+    glu = nets["G_fg1"].up1.glu
     assert glu.norm == norm
 
 
@@ -172,7 +172,7 @@ def test_bias_rule_only_layers_not_followed_by_a_norm_have_a_bias(small_nets):
     assert not any(layer.use_bias for layer in followed_by_norm)
     heads = [nets["G_bg1"].to_rgb, nets["G_fg2"].to_rgb, nets["G_fg2"].to_mask, nets["E_c"].logits,
              nets["E_c"].mu, nets["E_c"].sigma, nets["E_p"].logits, nets["E_p"].mu_z, nets["D_c"].head_a,
-             nets["D_c"].head_b, nets["D_bg"].head_a, nets["D_bg"].head_b, *nets["D_bg"].convs]
+             nets["D_c"].head_b, nets["D_bg"].head_a, nets["D_bg"].head_b, nets["D_bg"].conv1, nets["D_bg"].conv2, nets["D_bg"].conv3]
     assert all(layer.use_bias for layer in heads)
 
 
