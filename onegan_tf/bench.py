@@ -272,7 +272,7 @@ def bench_serving(cfg, batch_sizes, steps: int, warmup: int) -> list[dict]:
         serving = export.OneGANServing(model)  # held: its tf.functions keep only a weak reference to it
         targets = {"saved_model": loaded.signatures["serving_default"], "in_process": serving.serving_default}
         for b in batch_sizes:
-            image_bytes = tf.constant(export.example_inputs("serving_default", cfg.model, b)["image_bytes"])
+            image_bytes = _png_batch(b, cfg.model.image_size)
             for name, fn in targets.items():
                 seconds = timed(lambda fn=fn: fn(image_bytes=image_bytes)["mask"].numpy(), steps, max(warmup, 1))
                 records.append({
@@ -280,6 +280,14 @@ def bench_serving(cfg, batch_sizes, steps: int, warmup: int) -> list[dict]:
                     "latency_p50_s": percentile(seconds, 50), "latency_p95_s": percentile(seconds, 95),
                     "images_per_s": b * len(seconds) / sum(seconds), "step_seconds": seconds})
     return records
+
+
+def _png_batch(batch: int, size: int):
+    """`batch` random PNG files of size x size (serving_default's image_bytes input)."""
+    import tensorflow as tf
+
+    images = tf.random.stateless_uniform((batch, size, size, 3), seed=(0, 0), maxval=256, dtype=tf.int32)
+    return tf.stack([tf.io.encode_png(tf.cast(im, tf.uint8)) for im in images])
 
 
 def bench_ops(trainer, cfg, phase_name: str, top: int = 15) -> list[dict]:
