@@ -182,7 +182,7 @@ def evaluate(run_dir: str, metrics=DEFAULT_METRICS, split: str = "object", check
                         "description": None if net is None else repr(net)},
         "figures": written, "out_dir": out_dir, "wall_s": round(time.time() - t0, 2), "config": cfg.to_dict(),
     }
-    from onegan_tf.train import write_json
+    from onegan_tf.files import write_json
 
     write_json(os.path.join(out_dir, "report.json"), report)
     return report

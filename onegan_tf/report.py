@@ -63,7 +63,7 @@ def train_feature_classifier(cfg: Config, out_path: str, epochs: int = CLASSIFIE
 def finalize_run(cfg: Config, model=None, step: int | None = None) -> dict:
     """Evaluate the finished run of `cfg`, compare with the baselines, export it and write report.md."""
     from onegan_tf import baselines, evaluate, export
-    from onegan_tf.train import write_json
+    from onegan_tf.files import write_json
 
     tc, mc = cfg.train, cfg.model
     run_dir = tc.run_dir

@@ -20,6 +20,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from onegan_tf.config import Config, ConfigError
+from onegan_tf.files import write_json
 from onegan_tf.flags import config_from_flags, define_config_flags
 
 define_config_flags()
@@ -101,16 +102,6 @@ def check_resumable(cfg: Config, run_dir: str) -> None:
         raise IncompatibleRunError(
             f"run_dir={run_dir} holds a checkpoint of a run with other settings; refusing to resume. "
             "Differences:\n  " + "\n  ".join(diffs) + "\nUse another --run_dir or the original settings.")
-
-
-def write_json(path: str, obj) -> None:
-    """Atomic write: a failed run never leaves a half-written file in place of a good one."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
 
 
 def dry_run(cfg: Config, out=sys.stdout) -> dict:

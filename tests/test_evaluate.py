@@ -45,7 +45,7 @@ def classifier(tmp_path_factory):
 
 def _folder_run(root, labels=True):
     """A run directory over a folder dataset without masks (and optionally without labels); no checkpoint."""
-    from onegan_tf.train import write_json
+    from onegan_tf.files import write_json
     from tiny import tiny_config
 
     data = root / "data"

@@ -28,7 +28,7 @@ _RUN = {}
 def tiny_run(tmp_path_factory) -> dict:
     """{run_dir, cfg, weights}: a run directory holding config.json and ckpt/ckpt-7 of an untrained trainer."""
     if not _RUN:
-        from onegan_tf.train import write_json
+        from onegan_tf.files import write_json
         from onegan_tf.trainer import OneGANTrainer
 
         run_dir = str(tmp_path_factory.mktemp("tiny_run"))
