@@ -296,7 +296,7 @@ def example_inputs(signature: str, cfg: ModelConfig, batch: int = 1) -> dict:
     """A small valid input of `signature` (numpy arrays by input name): the warmup requests and the tests."""
     rng = np.random.default_rng(0)
     image = rng.uniform(-1, 1, (batch, cfg.image_size, cfg.image_size, 3)).astype(np.float32)
-    inputs = {"image_bytes": np.array([_png(cfg.image_size, 40 + 60 * i) for i in range(batch)], object)}
+    inputs = {"image_bytes": np.array([_png(cfg.image_size, (40 + 60 * i) % 256) for i in range(batch)], object)}
     if signature == "generate":
         return {"child": np.arange(batch, dtype=np.int32) % cfg.n_child, "seed": np.array([0, 1], np.int64)}
     if not signature.endswith("_bytes") and signature != "serving_default":
