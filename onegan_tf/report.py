@@ -38,13 +38,17 @@ def collect(data_cfg, image_size: int, split: str, batch_size: int = 100) -> dic
     return out
 
 
-def train_feature_classifier(cfg: Config, out_path: str, epochs: int = CLASSIFIER_EPOCHS) -> dict:
-    """Fine-tune the small CNN of `onegan_tf.classifier` on the training split's crops and child labels."""
+def train_feature_classifier(cfg: Config, out_path: str, epochs: int = CLASSIFIER_EPOCHS,
+                             train: dict | None = None) -> dict:
+    """Fine-tune the small CNN of `onegan_tf.classifier` on the training split's crops and child labels.
+
+    train: `collect(cfg.data, image_size, "object")` when the caller already has it.
+    """
     import keras
 
     from onegan_tf.classifier import build_classifier
 
-    train = collect(cfg.data, cfg.model.image_size, "object")
+    train = collect(cfg.data, cfg.model.image_size, "object") if train is None else train
     if np.any(train["child"] < 0):
         raise ValueError(f"dataset {cfg.data.dataset!r} has no child labels to fine-tune a feature network on")
     keras.utils.set_random_seed(cfg.train.seed)
@@ -77,14 +81,17 @@ def finalize_run(cfg: Config, model=None, step: int | None = None) -> dict:
     metrics = [m.strip() for m in tc.final_eval.split(",") if m.strip()]
     classifier = None
     feature_net = tc.final_feature_net
+    # The training split is read once: it trains the feature network and gives the ellipse baseline its area.
+    train_split = collect(cfg.data, mc.image_size, "object")
     if feature_net == "finetuned" and any(m in metrics for m in ("fid", "is", "cfid", "cis")):
-        classifier = train_feature_classifier(cfg, os.path.join(out_dir, "feature_classifier.keras"))
+        classifier = train_feature_classifier(cfg, os.path.join(out_dir, "feature_classifier.keras"),
+                                              train=train_split)
         feature_net = classifier["path"]
     report = evaluate.evaluate(run_dir, metrics, split=tc.final_split, feature_net=feature_net,
                                num_generated=tc.final_num_generated, out_dir=out_dir, seed=tc.seed,
                                progress=tc.progress, model=model)
     real = collect(cfg.data, mc.image_size, tc.final_split)
-    area = baselines.mean_area_fraction(collect(cfg.data, mc.image_size, "object")["mask"]) if "mask" in real else None
+    area = baselines.mean_area_fraction(train_split["mask"]) if "mask" in real else None
     base = (baselines.all_baselines(real["image"], real["mask"], real.get("child"), real.get("parent"), area,
                                     mc.n_child, mc.n_parent, tc.seed) if "mask" in real else {})
     export_path = None
