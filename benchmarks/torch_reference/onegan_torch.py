@@ -575,7 +575,8 @@ def count_forward_flops(trainer: Trainer, batch, phase) -> int:
 
 def main(argv=None):
     """`count`: parameter counts and hook-counted forward FLOPs per phase as one JSON line.
-    `bench`: seconds per training step (median of --steps after --warmup), one JSON line."""
+    `bench`: seconds per training step (median of --steps after --warmup), one JSON line.
+    `profile`: the ops that take the most self CPU time in one step of the last of --phases (torch.profiler)."""
     import argparse
     import json
     import os
@@ -584,7 +585,7 @@ def main(argv=None):
     import time
 
     ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("mode", choices=("count", "bench"))
+    ap.add_argument("mode", choices=("count", "bench", "profile"))
     ap.add_argument("--image_size", type=int, default=128)
     ap.add_argument("--channel_mult", type=float, default=1.0)
     ap.add_argument("--batch_size", type=int, default=20)
@@ -607,6 +608,15 @@ def main(argv=None):
                           "forward_flops": {p: count_forward_flops(trainer, batch, p) for p in phases}}))
         return
     batches = [trainer.random_batch(a.batch_size, gen) for _ in range(a.warmup + a.steps)]
+    if a.mode == "profile":
+        for batch in batches[:max(a.warmup, 1)]:
+            trainer.step(batch, phases[-1])
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            start = time.perf_counter()
+            trainer.step(batches[-1], phases[-1])
+            print(f"profiled step: {time.perf_counter() - start:.3f} s (profiler on)")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+        return
     for phase in phases:
         seconds = []
         for i, batch in enumerate(batches):
