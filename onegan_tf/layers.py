@@ -21,6 +21,8 @@ few elementwise ops instead of the ~20 that autodiff makes of moments -> normali
 
 from __future__ import annotations
 
+import math
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -248,7 +250,7 @@ class ResBlock(keras.layers.Layer):
 # scale = rstd * gamma and offset = beta - mean * scale. With dy the gradient at y and N the statistic's
 # element count, the gradients are (S1 = sum dy, S2 = sum dy * x, both over H, W per sample and channel):
 #   d beta  = sum_B S1                         d gamma = sum_B rstd * (S2 - mean * S1)
-#   dx      = scale * dy + a * x + b,  with  a = -rstd^3 * m2,  b = rstd * (rstd^2 * m2 * mean - m1)
+#   dx      = scale * dy + a * x + b,  with  a = -rstd^3 * m2,  b = rstd * (rstd^2 * m2 * mean - m1),
 #   m1 = mean(gamma * dy),  m2 = mean(gamma * dy * (x - mean))  over `axes`  (i.e. from gamma * S1, gamma * S2).
 
 
@@ -269,13 +271,16 @@ def _backward(dy32, saved, gamma, axes):
     s1 = tf.reduce_sum(dy32, spatial, keepdims=True)
     s2 = tf.reduce_sum(dy32 * x32, spatial, keepdims=True)
     per_sample = [a for a in axes if a == rank - 1]
-    shape = tf.shape(x32)
-    n = tf.cast(tf.reduce_prod(tf.gather(shape, axes)), tf.float32)
+    sizes = [x32.shape[a] for a in axes]
+    if None in sizes:
+        n = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x32), axes)), tf.float32)
+    else:
+        n = float(math.prod(sizes))
     g1 = tf.reduce_sum(gamma * s1, per_sample, keepdims=True) / n
     g2 = tf.reduce_sum(gamma * s2, per_sample, keepdims=True) / n
-    m2 = g2 - mean * g1
-    a = -rstd ** 3 * m2
-    b = rstd * (rstd ** 2 * m2 * mean - g1)
+    k = tf.square(rstd) * (g2 - mean * g1)  # rstd^2 * m2
+    a = -rstd * k
+    b = rstd * (k * mean - g1)
     batch = list(range(rank - 1))
     d_gamma = tf.reduce_sum(rstd * (s2 - mean * s1), batch)
     d_beta = tf.reduce_sum(s1, batch)
