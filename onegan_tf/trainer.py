@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from onegan_tf import losses
+from onegan_tf.adam import FusedAdam
 from onegan_tf.config import Config, TrainConfig
 from onegan_tf.model import OneGAN, parent_of, sample_betas, sample_children, sample_eps, sample_z
 from onegan_tf.networks import example_inputs
@@ -124,8 +125,9 @@ class OneGANTrainer(tf.Module):
         return self._untracked.d_vars
 
     def _optimizer(self, name):
+        # keras.optimizers.Adam's update and state, applied with one fused kernel per variable (issue 7).
         tc = self.cfg.train
-        opt = keras.optimizers.Adam(tc.learning_rate, beta_1=tc.beta_1, beta_2=tc.beta_2, name=name)
+        opt = FusedAdam(tc.learning_rate, beta_1=tc.beta_1, beta_2=tc.beta_2, name=name)
         if tc.mixed_precision == "mixed_float16":
             opt = keras.optimizers.LossScaleOptimizer(opt, name=f"{name}_loss_scale")
         return opt

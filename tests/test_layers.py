@@ -233,3 +233,83 @@ def test_layers_are_registered_and_round_trip_their_config(make):
     clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert type(clone) is cls
     assert clone.get_config() == layer.get_config()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The fused normalisation (one function with a hand-written gradient) against the plain formula under
+# autodiff: values and the gradients of x, gamma and beta, in float32 and under mixed_bfloat16.
+
+
+def _plain(x, gamma, beta, axes, compute_dtype):
+    """The textbook formula, differentiated by TensorFlow: statistics in float32, the result cast back."""
+    import tensorflow as tf
+
+    x32 = tf.cast(x, "float32")
+    mean, var = tf.nn.moments(x32, axes, keepdims=True)
+    y = (x32 - mean) / tf.sqrt(var + EPS) * tf.cast(gamma, "float32") + tf.cast(beta, "float32")
+    return tf.cast(y, compute_dtype)
+
+
+def _plain_glu(glu, x):
+    import tensorflow as tf
+
+    n, dtype = glu.normalize, glu.compute_dtype
+    gamma, beta = (tf.cast(tf.cast(v, dtype), "float32") for v in (n.gamma.value, n.beta.value))
+    x = tf.cast(x, dtype)
+    axes = n.axes(len(x.shape))
+    if glu.norm.startswith("glu_"):
+        x_l, x_r = tf.split(x, 2, axis=-1)
+        return _plain(x_l, gamma, beta, axes, dtype) * tf.sigmoid(x_r)
+    x_l, x_r = tf.split(_plain(x, gamma, beta, axes, dtype), 2, axis=-1)
+    return x_l * tf.sigmoid(x_r)
+
+
+def _value_and_grads(fn, x, variables, seed=3):
+    import tensorflow as tf
+
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = fn(x)
+        w = tf.constant(np.random.default_rng(seed).normal(size=y.shape).astype("float32"))
+        loss = tf.reduce_sum(tf.cast(y, "float32") * w)
+    grads = tape.gradient(loss, [x] + [v.value for v in variables])
+    return [np.asarray(tf.cast(t, "float32")) for t in [y] + grads]
+
+
+@pytest.mark.parametrize("dtype,rtol", [("float32", 2e-5), ("mixed_bfloat16", 2e-2)])
+@pytest.mark.parametrize("norm", ["glu_lnorm", "glu_inorm", "lnorm", "inorm"])
+def test_fused_normalisation_matches_the_plain_formula_and_its_gradient(norm, dtype, rtol):
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(dtype)  # as training sets it: the inner Normalize follows too
+    try:
+        glu = layers.GLUNorm(norm)
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+    glu.build((None, 5, 6, 8))
+    rng = np.random.default_rng(1)
+    n = glu.normalize
+    n.gamma.assign(rng.uniform(0.5, 2.0, n.gamma.shape).astype("float32"))
+    n.beta.assign(rng.normal(0, 1, n.beta.shape).astype("float32"))
+    x = _images((3, 5, 6, 8))
+    got = _value_and_grads(glu, x, [n.gamma, n.beta])
+    want = _value_and_grads(lambda t: _plain_glu(glu, t), x, [n.gamma, n.beta])
+    if dtype != "float32":
+        assert glu(x).dtype == "bfloat16"
+    for name, g, w in zip(("y", "dx", "dgamma", "dbeta"), got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol * np.abs(w).max(), err_msg=name)
+
+
+@pytest.mark.parametrize("shape,mode", [((4, 10), "layer"), ((3, 5, 6, 4), "layer"), ((3, 5, 6, 4), "instance")])
+def test_fused_normalize_layer_matches_the_plain_formula_and_its_gradient(shape, mode):
+    norm = layers.Normalize(mode)
+    norm.build(shape)
+    rng = np.random.default_rng(2)
+    norm.gamma.assign(rng.uniform(0.5, 2.0, shape[-1]).astype("float32"))
+    norm.beta.assign(rng.normal(0, 1, shape[-1]).astype("float32"))
+    x = _images(shape)
+    got = _value_and_grads(norm, x, [norm.gamma, norm.beta])
+    want = _value_and_grads(lambda t: _plain(t, norm.gamma.value, norm.beta.value, norm.axes(len(shape)), "float32"),
+                            x, [norm.gamma, norm.beta])
+    for name, g, w in zip(("y", "dx", "dgamma", "dbeta"), got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-5 * np.abs(w).max(), err_msg=name)
