@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from onegan_tf import flops  # noqa: E402
 from onegan_tf.config import ModelConfig, TrainConfig  # noqa: E402
 from onegan_tf.model import OneGAN  # noqa: E402
+from onegan_tf.trainer import PHASES  # noqa: E402
 
 
 def main():
@@ -22,12 +23,10 @@ def main():
     ap.add_argument("--batch_size", type=int, default=20)
     a = ap.parse_args()
     model = OneGAN(ModelConfig(image_size=a.image_size, channel_mult=a.channel_mult))
-    tc = TrainConfig()
+    steps = {name: flops.step_flops(model, TrainConfig(), phase, a.batch_size) for phase, name in enumerate(PHASES)}
     out = {"params": model.parameter_counts(),
-           "forward_flops": {name: flops.step_flops(model, tc, i, a.batch_size)["forward"]
-                             for i, name in enumerate(("I", "IIa", "IIb"))},
-           "training_flops": {name: flops.step_flops(model, tc, i, a.batch_size)["training"]
-                              for i, name in enumerate(("I", "IIa", "IIb"))}}
+           "forward_flops": {name: f["forward"] for name, f in steps.items()},
+           "training_flops": {name: f["training"] for name, f in steps.items()}}
     print(json.dumps(out))
 
 
