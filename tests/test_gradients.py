@@ -172,11 +172,6 @@ def test_the_two_updates_train_disjoint_variables(phase_iib):
     assert {id(v) for v in tr.model.D_c.head_b_variables} <= g
 
 
-# The trainer still feeds L_MSE's encoders the generated image and mask unstopped, so L_MSE reaches the
-# generators through them; strict, so the mark must go when the stop-gradient lands.
-PENDING = {"gen/L_MSE": pytest.mark.xfail(strict=True, reason="L_MSE's encoder inputs are not stopped yet")}
-
-
-@pytest.mark.parametrize("term", [pytest.param(t, marks=PENDING.get(t, ())) for t in sorted(ROUTES)])
+@pytest.mark.parametrize("term", sorted(ROUTES))
 def test_each_logged_term_trains_the_networks_the_design_says(phase_iib, term):
     assert phase_iib.trained(term) == ROUTES[term]
