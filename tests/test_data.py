@@ -10,10 +10,11 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 from PIL import Image
 
 from onegan_tf.config import DataConfig
-from onegan_tf.data import pipeline, protocol
+from onegan_tf.data import pipeline, protocol, synthetic
 from onegan_tf.data.sources import DataError, Example
 
 SIZE = 32
@@ -309,7 +310,6 @@ def _encode(array, fmt="PNG"):
 
 
 def _fake_tfds(n, objects=False, with_mask=True):
-    tfds = pytest.importorskip("tensorflow_datasets")
     rows = []
     for i in range(n):
         h, w = 40 + i, 60
@@ -361,7 +361,6 @@ def test_tfds_stanford_dogs_takes_the_largest_object_box(tmp_path):
 
 
 def test_synthetic_source_end_to_end():
-    synthetic = pytest.importorskip("onegan_tf.data.synthetic")
     cfg = DataConfig(dataset="synthetic", synthetic_train_size=10, synthetic_test_size=4,
                      synthetic_resolution=SIZE, crop="full")
     spec = synthetic.SyntheticSpec(resolution=SIZE)
