@@ -228,7 +228,9 @@ def train(cfg: Config) -> dict:
         if tc.final_eval or tc.final_export:
             from onegan_tf.report import finalize_run
 
-            final = finalize_run(cfg, trainer.model, end_step)
+            final = finalize_run(cfg, trainer.generation_model, end_step,
+                                 raw_model=trainer.model if tc.generator_weights == "ema" else None,
+                                 segmenter=trainer.distiller.segmenter if tc.distill_steps else None)
             summary["report"] = os.path.join(run_dir, "report.md")
             print(f"  report: {summary['report']} (final evaluation and export: {final['wall_s']} s)", flush=True)
     return summary
