@@ -203,6 +203,38 @@ def test_L_MSE_trains_the_encoders_only_and_L_E_also_the_generators(phase):
     assert all(e[k] > 0.0 for k in ("V_p", "V_c", "G_bg0", "G_fg0", "G_fg2", "E_p", "E_c")), e
 
 
+@pytest.mark.slow
+def test_variables_without_gradient_in_phase_one_start_their_adam_count_in_phase_two():
+    """The encoders' variance and z heads get no gradient in Phase I (nothing samples from them before the
+    reconstruction paths); opt_G counts those iterations as skipped, so their first Phase II update is Adam's
+    first step, of size lr, while everything else keeps the shared count."""
+    import keras
+
+    from onegan_tf.trainer import OneGANTrainer
+
+    cfg = tiny_config()
+    keras.utils.set_random_seed(0)
+    trainer = OneGANTrainer(cfg)
+    batch = _tiny_batch(cfg)
+    for _ in range(cfg.train.phase1_steps):
+        trainer.train_step(batch, phase=0)
+    trainer.init_clones()
+    skipped = dict(zip((v.path for v in trainer.g_vars), trainer.opt_G._skipped_iterations.numpy()))
+    late = {p for p, k in skipped.items() if k}
+    assert all(k in (0, cfg.train.phase1_steps) for k in skipped.values()), skipped
+    heads = {f"{net}/{head}" for net, heads in (("E_p", ("sigma_p", "mu_z", "sigma_z")), ("E_c", ("sigma_c",)))
+             for head in heads}
+    assert heads <= {p.rsplit("/", 1)[0] for p in late}, late
+    assert not any(p.startswith(("G_", "V_")) for p in late), late
+
+    before = {v.path: v.numpy() for v in trainer.g_vars if v.path in late}
+    trainer.train_step(batch, phase=1)
+    for v in trainer.g_vars:
+        if v.path in late:
+            step = np.abs(v.numpy() - before[v.path])
+            assert step.max() <= cfg.train.learning_rate * 1.001 and np.median(step) > 0.5 * cfg.train.learning_rate
+
+
 # ---------------------------------------------------------------------------------------------- NaN
 
 
