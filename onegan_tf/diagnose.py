@@ -15,7 +15,8 @@ from images the generator draws with known codes, so they need no dataset, label
   `A_fg`, over every element (L_MSE pulls them together, Eq. 13; the reconstruction mixes them, Eq. 9).
 
 Children are drawn uniformly and z from N(0, I), both from the stateless `--seed`: the same run, seed and
-count give the same numbers.
+count give the same numbers. The generators are the ones evaluation sees (the run's `--generator_weights`
+unless `--generator_weights` says otherwise).
 """
 
 from __future__ import annotations
@@ -140,15 +141,17 @@ def diagnose(model: OneGAN, num_images: int = 600, seed: int = 0, batch_size: in
 
 
 def run_diagnostics(run_dir: str, out: str | None = None, checkpoint: str | None = None, num_images: int = 600,
-                    seed: int = 0, batch_size: int = 50) -> dict:
+                    seed: int = 0, batch_size: int = 50, weights: str | None = None) -> dict:
     """Load the run, compute the diagnostics and write them to `out` (default RUN/diagnostics.json)."""
     t0 = time.time()
     check_counts(num_images, batch_size)
-    run = load_run(run_dir, checkpoint)
+    run = load_run(run_dir, checkpoint, weights)
     result = diagnose(run.model, num_images, seed, batch_size)
     result.update({"run_dir": run_dir, "checkpoint": run.checkpoint, "step": run.step,
+                   "generator_weights": run.weights,
                    "command": f"python -m onegan_tf.diagnose --run_dir={run_dir} --num_images={num_images} "
-                              f"--seed={seed}", "wall_s": round(time.time() - t0, 1)})
+                              f"--seed={seed} --generator_weights={run.weights}",
+                   "wall_s": round(time.time() - t0, 1)})
     write_json(out or os.path.join(run_dir, "diagnostics.json"), result)
     return result
 
@@ -157,7 +160,8 @@ def format_summary(d: dict) -> str:
     probe, enc = d["mask_parent_probe"], d["encoder_accuracy"]
     corr = d["bypass_correlation"]["B_fg_A_fg"]
     return "\n".join([
-        f"{d['run_dir']} step {d['step']}: {d['num_images']} generated images, seed {d['seed']}",
+        (f"{d['run_dir']} step {d['step']} ({d['generator_weights']} generator weights): {d['num_images']} "
+         f"generated images, seed {d['seed']}"),
         f"mask reproduction IoU (Î_m of generated I vs its I_m)   {d['mask_reproduction_iou']:.3f}",
         (f"parent from generated masks (held-out linear probe)     {probe['accuracy']:.3f}  "
          f"(chance {probe['chance']:.3f}, {probe['n_train']} fit / {probe['n_test']} held out)"),
@@ -181,7 +185,7 @@ def main(argv):
     F = flags.FLAGS
     try:
         result = run_diagnostics(F.run_dir, F.out or None, F.checkpoint or None, F.num_images, F.seed,
-                                 F.batch_size)
+                                 F.batch_size, F.generator_weights or None)
     except (CheckpointMismatchError, ConfigError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -199,6 +203,8 @@ def _define_flags():
     flags.DEFINE_integer("num_images", 600, "Generated images; the first 2/3 fit the mask probe, the rest test it.")
     flags.DEFINE_integer("seed", 0, "Seed of the generated classes and codes.")
     flags.DEFINE_integer("batch_size", 50, "Images per model call.")
+    flags.DEFINE_enum("generator_weights", "", ["", "ema", "raw"], "Weights of V_* and G_*: ema (their moving "
+                      "average), raw (the last iterate); '' = the run's --generator_weights.")
 
 
 if __name__ == "__main__":
