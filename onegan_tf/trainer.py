@@ -20,6 +20,8 @@ import tensorflow as tf
 from onegan_tf import losses
 from onegan_tf.adam import FusedAdam
 from onegan_tf.config import Config, TrainConfig
+from onegan_tf.distill import Distiller
+from onegan_tf.ema import GeneratorEMA
 from onegan_tf.model import OneGAN, parent_of, sample_betas, sample_children, sample_eps, sample_z
 from onegan_tf.networks import example_inputs
 
@@ -113,6 +115,21 @@ class OneGANTrainer(tf.Module):
                 opt.build(self.d_vars[path])
             # First non-finite step (-1 = none yet): checked by the host before any checkpoint is written.
             self.bad_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="bad_step")
+            # Not in the paper: the generators' moving average, updated after every step (onegan_tf.ema).
+            if tc.ema_kimg:
+                self.ema = GeneratorEMA(m, tc.batch_size, tc.ema_kimg, tc.ema_rampup)
+        # Distillation runs after the schedule, on one device, outside the replicated training step.
+        if tc.distill_steps:
+            self.distiller = Distiller(cfg)
+
+    @property
+    def generation_model(self) -> OneGAN:
+        """The model with the generator weights of `--generator_weights` (the EMA's V_*, G_* by default)."""
+        if self.cfg.train.generator_weights == "raw":
+            return self.model
+        if "generation_model" not in vars(self._untracked):
+            self._untracked.generation_model = self.model.with_networks(**self.ema.networks)
+        return self._untracked.generation_model
 
     @property
     def g_vars(self) -> list:
@@ -178,6 +195,8 @@ class OneGANTrainer(tf.Module):
             finite = tf.reduce_all([tf.math.is_finite(v) for v in out.values()])
             self.bad_step.assign(tf.where(tf.logical_and(tf.logical_not(finite), self.bad_step < 0),
                                           self.step, self.bad_step))
+            if self.cfg.train.ema_kimg:
+                self.ema.update(self.step)
             self.step.assign_add(1)
             self.phase.assign(phase)
             return out

@@ -259,7 +259,7 @@ def test_nan_loss_stops_the_run_naming_step_and_terms_and_keeps_the_last_good_ch
     monkeypatch.setattr(OneGANTrainer, "train_step", train_step)
     run_dir = str(tmp_path / "run")
     cfg = tiny_config(run_dir=run_dir, phase1_steps=6, phase2a_steps=0, phase2b_steps=0, ckpt_every=2)
-    with pytest.raises(train.NonFiniteLossError) as err:
+    with pytest.raises(train.NonFiniteLossError, match="at step 2") as err:
         train.train(cfg)
     msg = str(err.value)
     assert "at step 2" in msg and "gen/L_RM" in msg and "total/L_GEN" in msg
@@ -267,6 +267,35 @@ def test_nan_loss_stops_the_run_naming_step_and_terms_and_keeps_the_last_good_ch
     assert tf.train.latest_checkpoint(os.path.join(run_dir, "ckpt")).endswith("ckpt-2")
     assert [r["step"] for r in _records(run_dir)] == [1, 2]
     assert not os.path.exists(os.path.join(run_dir, "summary.json"))
+
+
+@pytest.mark.slow
+def test_a_non_finite_step_between_two_checks_is_caught_by_the_in_graph_tracker(tmp_path, monkeypatch):
+    """Step 5 alone has a NaN L_RM (stopped, so the weights stay finite and step 7 is clean again); with
+    log_every=4 the host sees only steps 3 and 7, so only the step's own `bad_step` record can name step 5."""
+    import tensorflow as tf
+
+    from onegan_tf import losses, train
+    from onegan_tf.trainer import OneGANTrainer
+
+    poison = tf.Variable(0.0)
+    real_mask_regularization = losses.mask_regularization
+    monkeypatch.setattr(losses, "mask_regularization",
+                        lambda *a, **kw: real_mask_regularization(*a, **kw) + tf.stop_gradient(poison))
+    real_train_step = OneGANTrainer.train_step
+
+    def train_step(self, batch, phase):
+        poison.assign(float("nan") if int(self.step.numpy()) == 5 else 0.0)
+        return real_train_step(self, batch, phase)
+
+    monkeypatch.setattr(OneGANTrainer, "train_step", train_step)
+    run_dir = str(tmp_path / "run")
+    cfg = tiny_config(run_dir=run_dir, phase1_steps=8, phase2a_steps=0, phase2b_steps=0, log_every=4,
+                      ckpt_every=4)
+    with pytest.raises(train.NonFiniteLossError, match=r"at step 5; non-finite terms now: \(recovered since\)"):
+        train.train(cfg)
+    assert tf.train.latest_checkpoint(os.path.join(run_dir, "ckpt")).endswith("ckpt-4")
+    assert [r["step"] for r in _records(run_dir)] == [4]
 
 
 # ---------------------------------------------------------------------------------------------- bad input
