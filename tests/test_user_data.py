@@ -220,3 +220,8 @@ def test_mask_target_auto_is_refused_without_boxes(tmp_path):
                      background_dir=str(tmp_path / "backgrounds"))
     with pytest.raises(DataError, match="--mask_target=auto .* has none; give --mask_target a number"):
         protocol.object_fraction(protocol.build_protocol(cfg), "full")
+
+
+def test_a_parent_file_for_another_source_is_refused():
+    with pytest.raises(ConfigError, match="class_parents='p.txt' is read by dataset='cub' only"):
+        DataConfig(dataset="folder", class_parents="p.txt")
