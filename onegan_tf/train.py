@@ -109,6 +109,7 @@ def check_resumable(cfg: Config, run_dir: str) -> None:
 def dry_run(cfg: Config, out=sys.stdout) -> dict:
     """Resolved config, per-network parameter counts and the step plan, printed; nothing trained."""
     from onegan_tf.model import OneGAN
+    from onegan_tf.segmenter import build_segmenter
     from onegan_tf.trainer import step_plan
 
     counts = OneGAN(cfg.model).parameter_counts()
@@ -118,11 +119,18 @@ def dry_run(cfg: Config, out=sys.stdout) -> dict:
     for name, n in counts.items():
         print(f"  {name:<6} {n:>14,}", file=out)
     print(f"  {'total':<6} {sum(counts.values()):>14,}", file=out)
+    tc = cfg.train
+    segmenter = build_segmenter(cfg.model).count_params() if tc.distill_steps else None
+    if segmenter:
+        print(f"  and the distilled segmenter {segmenter:,}", file=out)
     print("\nStep plan:", file=out)
     for row in plan:
         print(f"  Phase {row['phase']:<4} steps {row['first']:>8,} .. {row['last']:>8,} "
               f"({row['steps']:,} steps): {row['paths']}", file=out)
-    return {"parameters": counts, "plan": plan}
+    if segmenter:
+        print(f"  then {tc.distill_steps:,} distillation steps: the segmenter on generated (I, I_m), "
+              f"{tc.generator_weights} generator weights, {tc.distill_target} targets", file=out)
+    return {"parameters": counts, "plan": plan, "segmenter_parameters": segmenter}
 
 
 # ---------------------------------------------------------------------------------------------- the loop

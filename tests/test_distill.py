@@ -48,8 +48,9 @@ def test_a_training_step_averages_the_generators_into_the_shadow():
     from onegan_tf import data
     from onegan_tf.trainer import OneGANTrainer, step_noise
 
-    # Half-life 4 images = one batch, no ramp-up: beta = 0.5 at every step.
-    cfg = tiny_config(ema_kimg=0.004, ema_rampup=0.0)
+    # Half-life 8 images = two batches of 4, no ramp-up: beta = 0.5 ** (4 / 8) at every step.
+    cfg = tiny_config(ema_kimg=0.008, ema_rampup=0.0)
+    beta = 0.5 ** 0.5
     trainer = OneGANTrainer(cfg)
     assert set(trainer.ema.networks) == set(AVERAGED) and not hasattr(trainer.ema, "E_c")
     before = {k: [w.numpy() for w in getattr(trainer.ema, k).weights] for k in AVERAGED}
@@ -59,7 +60,7 @@ def test_a_training_step_averages_the_generators_into_the_shadow():
     changed = 0
     for key in AVERAGED:
         for old, raw, new in zip(before[key], getattr(trainer.model, key).weights, getattr(trainer.ema, key).weights):
-            np.testing.assert_allclose(new.numpy(), raw.numpy() + (old - raw.numpy()) * 0.5, rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(new.numpy(), raw.numpy() + (old - raw.numpy()) * beta, rtol=1e-6, atol=1e-7)
             changed += int(not np.allclose(old, raw.numpy()))
     assert changed, "the step changed no generator weight; the test would prove nothing"
     # The generation model shares the encoders and swaps in the shadow generators.
