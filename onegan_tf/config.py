@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any
 
 # Class counts of the paper's datasets (paper Sec. 5; SPEC §1).
@@ -26,6 +27,9 @@ MIN_CHANNEL_MULT = 1.0 / 64
 NORMS = ("glu_lnorm", "glu_inorm", "lnorm", "inorm")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("off", "mixed_float16", "mixed_bfloat16")
+AUTO = "auto"  # a setting estimated from the data when the run starts (mask_target)
+GENERATOR_WEIGHTS = ("ema", "raw")
+DISTILL_TARGETS = ("soft", "hard")
 
 
 def _field(default: Any, help: str, **kw) -> Any:  # noqa: A002 - mirrors absl's argument name
@@ -173,7 +177,23 @@ class TrainConfig:
                                    "their discriminator clones (SPEC §5).")
     weight_MS: float = _field(0.0, "Weight of a mode-seeking term on the generation path (not in the "
                               "paper; 0 = off). Pairs of samples share classes and differ in z.")
-    mask_target: float = _field(0.5, "Target foreground fraction of the mask regulariser L_RM (paper: 0.5).")
+    mask_target: str = _field(
+        "0.5", "Target foreground fraction of the mask regulariser L_RM, in (0, 1) (paper: 0.5), or auto: "
+        "estimated from the training split's object boxes when the run starts (half of each box as a fraction "
+        "of its crop, averaged) and recorded as auto:<value> in config.json.")
+    # Beyond the paper: an EMA of the generators, and a segmenter distilled from generated (I, I_m) pairs.
+    ema_kimg: float = _field(10.0, "Half-life of the EMA of V_* and G_* in thousands of images (StyleGAN2-ADA "
+                             "convention; not in the paper); 0 = no EMA.")
+    ema_rampup: float = _field(0.05, "EMA ramp-up: the half-life is at most this fraction of the images seen "
+                               "so far (StyleGAN2-ADA); 0 = no ramp-up.")
+    generator_weights: str = _field("ema", "Weights of V_* and G_* used for distillation, the final "
+                                    "evaluation, figure grids and exports: ema (the average) or raw (the last "
+                                    "iterate). ema needs ema_kimg > 0.")
+    distill_steps: int = _field(0, "Steps of segmenter distillation after the three phases: a small U-Net "
+                                "trained on (I, I_m) pairs drawn fresh from the generator (0 = off).")
+    distill_target: str = _field("soft", "Distillation target: soft (the generator's I_m in [0, 1]) or hard "
+                                 "(I_m > 0.5).")
+    distill_learning_rate: float = _field(1e-3, "Adam learning rate of the distilled segmenter.")
     # Devices and speed.
     strategy: str = _field("default", "Distribution: default (one device), mirrored (all local GPUs or "
                            "--devices) or multi_worker (MultiWorkerMirroredStrategy from TF_CONFIG).")
@@ -223,8 +243,24 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             if f.name.startswith("weight_") and getattr(self, f.name) < 0:
                 raise ConfigError(f"{f.name}={getattr(self, f.name)} must be >= 0")
-        if not 0.0 < self.mask_target < 1.0:
-            raise ConfigError(f"mask_target={self.mask_target} must be in (0, 1)")
+        # A number given as a float (a config.json written before `auto` existed) is kept as its text.
+        object.__setattr__(self, "mask_target", str(self.mask_target))
+        if self.mask_target != AUTO:
+            self.mask_fraction  # validates
+        if self.ema_kimg < 0 or self.ema_rampup < 0:
+            raise ConfigError(f"ema_kimg={self.ema_kimg} and ema_rampup={self.ema_rampup} must be >= 0")
+        if self.generator_weights not in GENERATOR_WEIGHTS:
+            raise ConfigError(f"generator_weights={self.generator_weights!r} is not supported; allowed values: "
+                              f"{GENERATOR_WEIGHTS}")
+        if self.generator_weights == "ema" and not self.ema_kimg:
+            raise ConfigError("generator_weights='ema' needs an EMA: set ema_kimg > 0 or generator_weights=raw")
+        if self.distill_steps < 0:
+            raise ConfigError(f"distill_steps={self.distill_steps} must be >= 0")
+        if self.distill_target not in DISTILL_TARGETS:
+            raise ConfigError(f"distill_target={self.distill_target!r} is not supported; allowed values: "
+                              f"{DISTILL_TARGETS}")
+        if self.distill_learning_rate <= 0:
+            raise ConfigError(f"distill_learning_rate={self.distill_learning_rate} must be > 0")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy={self.strategy!r} is not supported; allowed values: {STRATEGIES}")
         if self.mixed_precision not in PRECISIONS:
@@ -238,6 +274,21 @@ class TrainConfig:
     @property
     def steps(self) -> int:
         return self.phase1_steps + self.phase2a_steps + self.phase2b_steps
+
+    @property
+    def mask_fraction(self) -> float:
+        """L_RM's target as a number: the value of mask_target, or the estimate an `auto` was resolved to."""
+        if self.mask_target == AUTO:
+            raise ConfigError("mask_target=auto has not been estimated yet: onegan_tf.train resolves it from "
+                              "the data when the run starts (or give a fraction in (0, 1))")
+        text = self.mask_target.removeprefix(AUTO + ":")
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not 0.0 < value < 1.0:
+            raise ConfigError(f"mask_target={self.mask_target!r} must be a fraction in (0, 1) or auto")
+        return value
 
     @property
     def profile_range(self) -> tuple[int, int] | None:

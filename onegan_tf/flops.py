@@ -90,10 +90,13 @@ def phase_passes(phase: int, tc: TrainConfig, bypass: bool = True) -> list[tuple
         add("L_G/L_E", ("D_c",), 1, 1, 0)
     if tc.weight_G:
         add("L_G", ("D_bg",), 1, 1, 0)
-    if tc.weight_E or tc.weight_MSE:
-        add("L_E/L_MSE", ("E_p", "E_c"), 1, 1, 1)
-        if tc.weight_MSE and bypass:
-            add("L_MSE", ("E_bg",), 1, 1, 1)
+    if tc.weight_E:
+        add("L_E", ("E_p", "E_c"), 1, 1, 1)
+    # L_MSE encodes the stopped fake: the fake reconstruction path's encoding when that path runs.
+    if tc.weight_MSE and "rec_fake" not in rec:
+        add("L_MSE", ("E_p", "E_c"), 1, 0, 1)
+    if tc.weight_MSE and bypass:
+        add("L_MSE", ("E_bg",), 1, 0, 1)
     # Reconstruction paths (Eq. 15-18).
     for path in rec:
         nets = ("E_p", "E_c", "V_bg", "V_p", "V_c", "G_fg0", "G_fg1", "G_fg2", "G_bg0", "G_bg1")

@@ -10,6 +10,7 @@ events and profiles), samples/ (PNG grids), metrics.jsonl (every logged scalar),
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -19,8 +20,8 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
-from onegan_tf.config import Config, ConfigError
-from onegan_tf.files import write_json
+from onegan_tf.config import AUTO, Config, ConfigError
+from onegan_tf.files import save_keras, write_json
 from onegan_tf.flags import config_from_flags, define_config_flags
 
 define_config_flags()
@@ -34,6 +35,8 @@ RESUMABLE_CHANGES = ("run_dir", "log_every", "image_every", "ckpt_every", "keep_
                      "tfds_download", "tfds_manual_dir", "final_eval", "final_split", "final_feature_net",
                      "final_num_generated", "final_export")
 GRID_COLUMNS = 8
+# The distilled segmenter, written into the run directory when distillation ends.
+SEGMENTER_FILE = "segmenter.keras"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -104,11 +107,33 @@ def check_resumable(cfg: Config, run_dir: str) -> None:
             "Differences:\n  " + "\n  ".join(diffs) + "\nUse another --run_dir or the original settings.")
 
 
+def resolve_from_data(cfg: Config) -> tuple[Config, list[str]]:
+    """Settings given as `auto`, estimated from the data: the config with their values, and a line each.
+
+    --mask_target=auto becomes auto:<estimate> (`protocol.object_fraction`), so config.json keeps both where
+    the value came from and the value; resuming re-estimates it and compares as any other setting.
+    """
+    if cfg.train.mask_target != AUTO:
+        return cfg, []
+    from onegan_tf.data.protocol import BOX_FILL, build_protocol, object_fraction
+
+    protocol = build_protocol(cfg.data)
+    value = object_fraction(protocol, cfg.data.crop)
+    train = dataclasses.replace(cfg.train, mask_target=f"{AUTO}:{value:.3f}")
+    return dataclasses.replace(cfg, train=train), [
+        f"mask_target=auto -> {value:.3f}: {BOX_FILL:g} of each of the {len(protocol.object)} object boxes "
+        f"as a fraction of its crop (--crop={cfg.data.crop}), averaged"]
+
+
 def dry_run(cfg: Config, out=sys.stdout) -> dict:
-    """Resolved config, per-network parameter counts and the step plan, printed; nothing trained."""
+    """Resolved config, per-network parameter counts and the step plan, printed; nothing trained (the data
+    is read only for settings given as `auto`)."""
     from onegan_tf.model import OneGAN
     from onegan_tf.trainer import step_plan
 
+    cfg, estimates = resolve_from_data(cfg)
+    for line in estimates:
+        print(f"Estimated from the data: {line}", file=out)
     counts = OneGAN(cfg.model).parameter_counts()
     plan = step_plan(cfg.train)
     print("Resolved config:", cfg.to_json(), sep="\n", file=out)
@@ -145,6 +170,10 @@ def train(cfg: Config) -> dict:
         raise ConfigError(f"--weight_MS pairs samples within a replica: the per-replica batch "
                           f"{tc.batch_size // replicas} must be even")
     info = check_data(cfg)
+    cfg, estimates = resolve_from_data(cfg)
+    tc = cfg.train
+    for line in estimates:
+        logging.info("Estimated from the data: %s", line)
     check_resumable(cfg, run_dir)
     chief = is_chief(strategy)
     if tc.mixed_precision != "off":
@@ -209,10 +238,12 @@ def train(cfg: Config) -> dict:
                 _log_scalars(writer, run_dir, done, PHASES[phase], scalars)
             progress.set_postfix_str(_postfix(PHASES[phase], values, images_per_s))
         if chief and (done % tc.image_every == 0 or last):
-            _log_grids(writer, run_dir, done, trainer.model, grid_inputs, figures)
+            _log_grids(writer, run_dir, done, trainer.generation_model, grid_inputs, figures)
         if done % tc.ckpt_every == 0 or last:
             manager.save(checkpoint_number=done)
     progress.close()
+    if tc.distill_steps:
+        values = _distill(trainer, manager, writer, run_dir, tc, chief) or values
     end_step = int(trainer.step.numpy())
     summary = {"run_dir": run_dir, "start_step": start, "end_step": end_step, "steps_run": end_step - start,
                "phase": PHASES[phase_at(max(end_step - 1, 0), tc)], "wall_s": round(time.time() - t0, 1),
@@ -225,10 +256,46 @@ def train(cfg: Config) -> dict:
         if tc.final_eval or tc.final_export:
             from onegan_tf.report import finalize_run
 
-            final = finalize_run(cfg, trainer.model, end_step)
+            final = finalize_run(cfg, trainer.generation_model, end_step,
+                                 raw_model=trainer.model if tc.generator_weights == "ema" else None,
+                                 segmenter=trainer.distiller.segmenter if tc.distill_steps else None)
             summary["report"] = os.path.join(run_dir, "report.md")
             print(f"  report: {summary['report']} (final evaluation and export: {final['wall_s']} s)", flush=True)
     return summary
+
+
+def _distill(trainer, manager, writer, run_dir, tc, chief) -> dict:
+    """The distillation steps after the schedule (onegan_tf.distill), resumed where the checkpoint left them;
+    then the segmenter's .keras file. Steps are numbered after the schedule's in TensorBoard and ckpt/."""
+    from tqdm import tqdm
+
+    distiller, model = trainer.distiller, trainer.generation_model
+    start = int(distiller.step.numpy())
+    progress = tqdm(total=tc.distill_steps, initial=start, desc="distill", unit="step", dynamic_ncols=True,
+                    disable=not (tc.progress and chief), file=sys.stderr, mininterval=1.0)
+    values, last_time, last_step = {}, time.time(), start
+    for done in range(start + 1, tc.distill_steps + 1):
+        out = distiller.train_step(model)
+        progress.update(1)
+        last = done == tc.distill_steps
+        if done % tc.log_every == 0 or last or done % tc.ckpt_every == 0:
+            values = {k: float(v) for k, v in out.items()}
+            if not all(np.isfinite(v) for v in values.values()):
+                raise NonFiniteLossError(f"distillation step {done}: non-finite {values}. Training stopped; the "
+                                         f"last good checkpoint is kept: {manager.latest_checkpoint}")
+            now = time.time()
+            speed = (done - last_step) / max(now - last_time, 1e-9)
+            last_time, last_step = now, done
+            if chief:
+                _log_scalars(writer, run_dir, tc.steps + done, "distill",
+                             {**values, "speed/distill_images_per_s": speed * tc.batch_size})
+            progress.set_postfix_str(" ".join(f"{k.split('/')[-1]}={v:.3g}" for k, v in values.items()))
+        if done % tc.ckpt_every == 0 or last:
+            manager.save(checkpoint_number=tc.steps + done)
+    progress.close()
+    if chief:
+        save_keras(distiller.segmenter, os.path.join(run_dir, SEGMENTER_FILE))
+    return values
 
 
 def _raise_if_not_finite(trainer, values, manager):

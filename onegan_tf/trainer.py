@@ -20,6 +20,8 @@ import tensorflow as tf
 from onegan_tf import losses
 from onegan_tf.adam import FusedAdam
 from onegan_tf.config import Config, TrainConfig
+from onegan_tf.distill import Distiller
+from onegan_tf.ema import GeneratorEMA
 from onegan_tf.model import OneGAN, parent_of, sample_betas, sample_children, sample_eps, sample_z
 from onegan_tf.networks import example_inputs
 
@@ -113,6 +115,21 @@ class OneGANTrainer(tf.Module):
                 opt.build(self.d_vars[path])
             # First non-finite step (-1 = none yet): checked by the host before any checkpoint is written.
             self.bad_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="bad_step")
+            # Not in the paper: the generators' moving average, updated after every step (onegan_tf.ema).
+            if tc.ema_kimg:
+                self.ema = GeneratorEMA(m, tc.batch_size, tc.ema_kimg, tc.ema_rampup)
+        # Distillation runs after the schedule, on one device, outside the replicated training step.
+        if tc.distill_steps:
+            self.distiller = Distiller(cfg)
+
+    @property
+    def generation_model(self) -> OneGAN:
+        """The model with the generator weights of `--generator_weights` (the EMA's V_*, G_* by default)."""
+        if self.cfg.train.generator_weights == "raw":
+            return self.model
+        if "generation_model" not in vars(self._untracked):
+            self._untracked.generation_model = self.model.with_networks(**self.ema.networks)
+        return self._untracked.generation_model
 
     @property
     def g_vars(self) -> list:
@@ -185,6 +202,8 @@ class OneGANTrainer(tf.Module):
             finite = tf.reduce_all([tf.math.is_finite(v) for v in out.values()])
             self.bad_step.assign(tf.where(tf.logical_and(tf.logical_not(finite), self.bad_step < 0),
                                           self.step, self.bad_step))
+            if self.cfg.train.ema_kimg:
+                self.ema.update(self.step)
             self.step.assign_add(1)
             self.phase.assign(phase)
             return out
@@ -192,24 +211,18 @@ class OneGANTrainer(tf.Module):
 
     def _replica_fn(self, phase):
         paths = PHASE_PATHS[phase]
-        m, tc = self.model, self.cfg.train
 
         def replica(batch):
             n = tf.cast(tf.distribute.get_replica_context().num_replicas_in_sync, tf.float32)
             x_c, x_bg = batch["x_c"], batch["x_bg"]
             child = batch["child"]
             with tf.GradientTape() as tape:
-                # Generation path (Sec. 4.1): codes -> I_bg, I_fg, I_m, I.
-                gen = m.generate(child, batch["z"], training=True)
-                # Reconstruction paths (Sec. 4.2): the fake image of this step (stopped) and real X_c.
-                sources = {"rec_fake": tf.stop_gradient(gen["I"]), "rec_real": x_c}
-                recs = {p: m.reconstruct(sources[p], *self._path_noise(batch, p), training=True)
-                        for p in paths if p != "gen"}
+                gen, sources, enc_fake, recs = self._paths(batch, paths)
                 # Discriminators first, on stopped fakes (Eq. 10), each path against its own pair.
                 with tape.stop_recording():
                     terms = self._update_discriminators(gen, recs, x_c, x_bg, n)
                 # Then every loss of the generators, encoders and embeddings (Eq. 11-18).
-                terms.update(self._generation_losses(gen, child))
+                terms.update(self._generation_losses(gen, child, enc_fake))
                 for p, rec in recs.items():
                     terms.update(self._reconstruction_losses(p, rec, sources[p], gen))
                 total = tf.add_n([terms[k] * w for k, w in self._weights(paths).items()])
@@ -222,6 +235,22 @@ class OneGANTrainer(tf.Module):
             self.opt_G.apply_gradients([(g, v) for g, v in zip(grads, self.g_vars) if g is not None])
             return terms
         return replica
+
+    def _paths(self, batch, paths) -> tuple:
+        """The forward passes of one iteration: (gen, sources, enc_fake, recs)."""
+        m = self.model
+        # Generation path (Sec. 4.1): codes -> I_bg, I_fg, I_m, I.
+        gen = m.generate(batch["child"], batch["z"], training=True)
+        # Reconstruction paths (Sec. 4.2): the fake image of this step (stopped) and real X_c.
+        sources = {"rec_fake": tf.stop_gradient(gen["I"]), "rec_real": batch["x_c"]}
+        # E_p, E_c on the stopped fake: what L_MSE trains (the encoders alone, SPEC §5) and what the fake
+        # reconstruction path starts from, computed once for both.
+        enc_fake = (m.encode(sources["rec_fake"], training=True)
+                    if self.cfg.train.weight_MSE or "rec_fake" in paths else None)
+        recs = {p: m.reconstruct(sources[p], *self._path_noise(batch, p), training=True,
+                                 encoded=enc_fake if p == "rec_fake" else None)
+                for p in paths if p != "gen"}
+        return gen, sources, enc_fake, recs
 
     @staticmethod
     def _path_noise(batch, path):
@@ -266,28 +295,31 @@ class OneGANTrainer(tf.Module):
         return terms
 
     # -- generation path (Eq. 11-14) ------------------------------------------------------------------------------
-    def _generation_losses(self, gen, child) -> dict:
+    def _generation_losses(self, gen, child, enc_fake) -> dict:
+        """Eq. 11-14 and the regularisers. `enc_fake` is `encode` of the stopped fake image (for L_MSE)."""
         m, tc, mc = self.model, self.cfg.train, self.cfg.model
+        sg = tf.stop_gradient
         D_bg, D_c = self.discriminators("gen")
         terms = {}
         c_out = D_c(gen["I"], training=True) if (tc.weight_G or tc.weight_E) else None
         if tc.weight_G:
             bg_out = D_bg(gen["I_bg"], training=True)
             terms["gen/L_G"] = losses.generator_adversarial_loss(bg_out["D_bgA"], bg_out["D_bgB"], c_out["D_cA"])
-        if tc.weight_E or tc.weight_MSE:
+        if tc.weight_E:
+            # L_E trains the generators through the encoders' classification of I (Eq. 12): I is not stopped.
             enc = m.encode(gen["I"], training=True)
-            if tc.weight_E:
-                terms["gen/L_E"] = losses.classification_loss(enc["e_p_hat"], enc["e_c_hat"], c_out["D_cB"],
-                                                              parent_of(child, mc), child)
-            if tc.weight_MSE:
-                B_bg = m.E_bg((gen["I"], gen["I_m"]), training=True)["B_bg"] if mc.bypass else None
-                terms["gen/L_MSE"] = losses.code_distance_loss(
-                    gen["v_c"], enc["mu_c"], gen["v_p"], enc["mu_p"], gen["A_fg"],
-                    enc["B_fg"] if mc.bypass else None, gen["A_bg"], B_bg)
+            terms["gen/L_E"] = losses.classification_loss(enc["e_p_hat"], enc["e_c_hat"], c_out["D_cB"],
+                                                          parent_of(child, mc), child)
+        if tc.weight_MSE:
+            # L_MSE trains the encoders only (SPEC §5): their inputs I, I_m are stopped, and so are its targets.
+            B_bg = m.E_bg((sg(gen["I"]), sg(gen["I_m"])), training=True)["B_bg"] if mc.bypass else None
+            terms["gen/L_MSE"] = losses.code_distance_loss(
+                gen["v_c"], enc_fake["mu_c"], gen["v_p"], enc_fake["mu_p"], gen["A_fg"],
+                enc_fake["B_fg"] if mc.bypass else None, gen["A_bg"], B_bg)
         if tc.weight_Rv:
             terms["gen/L_Rv"] = losses.code_regularization(gen["v_p"], gen["v_c"], gen["v_bg"])
         if tc.weight_RM:
-            terms["gen/L_RM"] = losses.mask_regularization(gen["I_m"], tc.mask_target)
+            terms["gen/L_RM"] = losses.mask_regularization(gen["I_m"], tc.mask_fraction)
         if tc.weight_MS:
             terms["gen/L_MS"] = losses.mode_seeking_loss(gen["I"][0::2], gen["I"][1::2],
                                                          gen["z"][0::2], gen["z"][1::2])
