@@ -32,7 +32,7 @@ FLAGS = flags.FLAGS
 # Settings that may change between a run and its resumption (bookkeeping, devices, speed).
 RESUMABLE_CHANGES = ("run_dir", "log_every", "image_every", "ckpt_every", "keep_checkpoints", "profile_steps",
                      "progress", "strategy", "devices", "jit_compile", "data_dir", "data_cache",
-                     "tfds_download", "tfds_manual_dir", "final_eval", "final_split", "final_feature_net",
+                     "tfds_download", "tfds_manual_dir", "class_parents", "final_eval", "final_split", "final_feature_net",
                      "final_num_generated", "final_export")
 GRID_COLUMNS = 8
 # The distilled segmenter, written into the run directory when distillation ends.
@@ -85,7 +85,26 @@ def check_data(cfg: Config) -> dict:
         if known and known != model:
             raise ConfigError(f"--{name}={model} but dataset {cfg.data.dataset!r} has {known} classes; "
                               f"set --{name}={known}")
+    check_final_eval(cfg, info)
     return info
+
+
+def check_final_eval(cfg: Config, info: dict) -> None:
+    """Refuse before training a --final_eval the data cannot serve (an unlabelled or mask-free set)."""
+    from onegan_tf.evaluate import check_requirements
+    from onegan_tf.metrics.registry import MetricError
+
+    tc = cfg.train
+    metrics = [m.strip() for m in tc.final_eval.split(",") if m.strip()]
+    try:
+        check_requirements(metrics, info, tc.final_num_generated)
+    except MetricError as e:
+        raise ConfigError(f"--final_eval={tc.final_eval}: {e}") from None
+    generative = [m for m in metrics if m in ("fid", "is", "cfid", "cis")]
+    if generative and tc.final_feature_net == "finetuned" and not info["has_labels"]:
+        raise ConfigError(f"--final_eval={tc.final_eval} with --final_feature_net=finetuned fine-tunes a "
+                          f"classifier on child labels, and dataset {info['dataset']!r} has none: pass "
+                          f"--final_feature_net=inception_imagenet (or a .keras classifier)")
 
 
 def check_resumable(cfg: Config, run_dir: str) -> None:
