@@ -6,14 +6,17 @@ import dataclasses
 import io
 import json
 import os
+import types
 
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 from PIL import Image
+from tensorflow_datasets.testing import mocking
 
 from onegan_tf.config import DataConfig
-from onegan_tf.data import pipeline, protocol
+from onegan_tf.data import pipeline, protocol, synthetic
 from onegan_tf.data.sources import DataError, Example
 
 SIZE = 32
@@ -107,6 +110,32 @@ def test_object_crop_is_finegan_square_clipped_to_image():
     e = _example("b", h=100, w=200, bbox=(0, 0, 40, 20))  # clipped at the top-left corner
     assert protocol.object_crop(e, "bbox") == (0, 0, 40, 50)
     assert protocol.object_crop(e, "full") == (0, 0, 100, 200)
+
+
+def test_auto_mask_target_is_half_of_each_box_as_a_fraction_of_its_crop():
+    """--mask_target=auto: BOX_FILL of the box over the crop's area, averaged over X_c (never the masks)."""
+    a = _example("a", h=100, w=200, bbox=(90, 40, 110, 60))  # 20x20 box in a 30x30 crop
+    b = _example("b", h=100, w=200, bbox=(0, 0, 40, 20))  # 40x20 box in a 40x50 crop (clipped)
+    p = protocol.Protocol(source=None, object=(a, b), background_images=(), patches=(), no_patch=())
+    assert protocol.BOX_FILL == 0.5
+    assert protocol.object_fraction(p, "bbox") == pytest.approx(0.5 * (400 / 900 + 800 / 2000) / 2)
+    assert protocol.object_fraction(p, "full") == pytest.approx(0.5 * (400 + 800) / 20000 / 2)
+    empty = dataclasses.replace(p, object=(), source=types.SimpleNamespace(name="folder"))
+    with pytest.raises(DataError, match="give --mask_target a number"):
+        protocol.object_fraction(empty, "bbox")
+
+
+def test_mask_target_is_a_fraction_or_auto():
+    from onegan_tf.config import ConfigError, TrainConfig
+
+    assert TrainConfig(mask_target="0.3").mask_fraction == 0.3
+    assert TrainConfig(mask_target=0.3).mask_target == "0.3"  # a config.json from before `auto`
+    assert TrainConfig(mask_target="auto:0.297").mask_fraction == 0.297
+    with pytest.raises(ConfigError, match="mask_target=auto has not been estimated yet"):
+        TrainConfig(mask_target="auto").mask_fraction
+    for bad in ("1.5", "0", "half", "auto:2"):
+        with pytest.raises(ConfigError, match=f"mask_target='{bad}' must be a fraction in \\(0, 1\\) or auto"):
+            TrainConfig(mask_target=bad)
 
 
 # --------------------------------------------------------------------------------------- folder source
@@ -263,10 +292,11 @@ def test_cub_release_tree(tmp_path, segmentations_inside):
     _write_cub(tmp_path, segmentations_inside)
     cfg = DataConfig(dataset="cub", data_dir=str(tmp_path))
     info = pipeline.describe(cfg)
-    assert (info["n_child"], info["n_parent"], info["has_masks"]) == (200, 20, True)
+    # 200 classes from classes.txt; no parent file, so the parents are the model's contiguous blocks
+    assert (info["n_child"], info["n_parent"], info["has_masks"]) == (200, None, True)
     assert info["n_images"] == {"object": 8, "background_images": 2, "all": 10, "test": 0}
     children, parents = [], []
-    for batch in pipeline.eval_dataset(cfg, SIZE, 4, "all"):
+    for batch in pipeline.eval_dataset(cfg, SIZE, 4, "all", classes=(200, 20)):
         children += list(batch["child"].numpy())
         parents += list(batch["parent"].numpy())
         red = (batch["image"][..., 0].numpy() + 1) / 2
@@ -309,7 +339,6 @@ def _encode(array, fmt="PNG"):
 
 
 def _fake_tfds(n, objects=False, with_mask=True):
-    tfds = pytest.importorskip("tensorflow_datasets")
     rows = []
     for i in range(n):
         h, w = 40 + i, 60
@@ -357,11 +386,64 @@ def test_tfds_stanford_dogs_takes_the_largest_object_box(tmp_path):
         assert e.bbox == (6, 8, 31, 40)
 
 
+@pytest.fixture
+def ordered_mock_boxes(monkeypatch):
+    """`tfds.testing.mock_data` fills a BBoxFeature with four independent uniform numbers, which TFDS' own
+    encoder then refuses (ymin > ymax) whenever `as_dataset` is given decoders, as the loader gives them to
+    keep the encoded image bytes. Ordering each box's corners keeps everything else of the default generator."""
+    real = mocking.RandomFakeGenerator._generate_random_obj
+
+    def generate(self, feature, tensor_info, rng):
+        value = real(self, feature, tensor_info, rng)
+        if isinstance(feature, tfds.features.BBoxFeature):
+            lo, hi = value[..., :2], value[..., 2:]
+            value = np.concatenate([np.minimum(lo, hi), np.maximum(lo, hi)], -1)
+        return value
+
+    monkeypatch.setattr(mocking.RandomFakeGenerator, "_generate_random_obj", generate)
+
+
+@pytest.mark.parametrize("name, classes, has_masks", [("caltech_birds2011", (200, 20), True),
+                                                      ("stanford_dogs", (120, 12), False),
+                                                      ("cars196", (196, 14), False)])
+def test_tfds_builders_read_mock_data_of_their_own_feature_specs(tmp_path, ordered_mock_boxes, name, classes,
+                                                                  has_masks):
+    """mock_data's default policy, offline: with no metadata files it generates examples from each real
+    builder's features (image sizes, labels, boxes; Birds' segmentation masks, Dogs' list of object boxes).
+    Every example keeps its size, label, parent and box (Dogs: the largest); the pipelines batch them."""
+    n = 5
+    with tfds.testing.mock_data(num_examples=n):
+        builder = tfds.builder(name, data_dir=str(tmp_path))
+        raw = {split: list(tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False)))
+               for split in ("train", "test")}
+        cfg = DataConfig(dataset=name, data_dir=str(tmp_path))
+        src = pipeline.build_protocol(cfg).source
+        assert (src.n_child, src.n_parent) == classes and src.has_masks is has_masks
+        assert len(src.examples) == 2 * n and not src.corrupt
+        examples = {e.key: e for e in src.examples}
+        for split in ("train", "test"):
+            for ex in raw[split]:
+                e = examples.pop(f"{split}/{ex.get('image/filename', ex.get('id')).decode()}")
+                h, w = ex["image"].shape[:2]
+                box = ex["bbox"] if "bbox" in ex else max(ex["objects"]["bbox"],
+                                                          key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+                ymin, xmin, ymax, xmax = box
+                assert (e.height, e.width) == (h, w)
+                assert (e.child, e.parent) == (ex["label"], ex["label"] // (classes[0] // classes[1]))
+                assert e.bbox == (int(np.floor(xmin * w + 1e-3)), int(np.floor(ymin * h + 1e-3)),
+                                  max(int(np.ceil(xmax * w - 1e-3)), int(np.floor(xmin * w + 1e-3)) + 1),
+                                  max(int(np.ceil(ymax * h - 1e-3)), int(np.floor(ymin * h + 1e-3)) + 1))
+                assert (e.mask is not None) is has_masks
+        batch = next(iter(pipeline.eval_dataset(cfg, SIZE, 4, "all")))
+        assert batch["image"].shape == (4, SIZE, SIZE, 3) and ("mask" in batch) is has_masks
+        assert list(batch["parent"].numpy()) == [c // (classes[0] // classes[1]) for c in batch["child"].numpy()]
+        assert next(iter(pipeline.train_streams(cfg, SIZE, 2, seed=0)[1])).shape == (2, SIZE, SIZE, 3)
+
+
 # ------------------------------------------------------------------------------------------ synthetic
 
 
 def test_synthetic_source_end_to_end():
-    synthetic = pytest.importorskip("onegan_tf.data.synthetic")
     cfg = DataConfig(dataset="synthetic", synthetic_train_size=10, synthetic_test_size=4,
                      synthetic_resolution=SIZE, crop="full")
     spec = synthetic.SyntheticSpec(resolution=SIZE)

@@ -1,6 +1,7 @@
-"""docs/design.md stays true: its parameter tables match the built networks, and every "docs/design.md §n"
-cited in the repository names one of its sections."""
+"""docs/design.md stays true: its parameter tables match the built networks, the modules, names and files it
+points at exist, and every "docs/design.md §n" cited in the repository names one of its sections."""
 
+import importlib
 import os
 import re
 
@@ -25,6 +26,25 @@ def _section(text, n):
     match = re.search(rf"^## §{n} .*?(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
     assert match, f"docs/design.md has no section '## §{n} ...'"
     return match.group(0)
+
+
+# Where a class named in the document lives; names of other libraries are not checked.
+CLASS_MODULES = ("model", "trainer", "config", "networks", "layers", "adam")
+OTHER_LIBRARIES = ("keras", "tf", "np")
+
+
+def _resolve(name):
+    """The onegan_tf module `name` (also under data/ and metrics/), or a class of that name; None if neither."""
+    for package in ("onegan_tf", "onegan_tf.data", "onegan_tf.metrics"):
+        try:
+            return importlib.import_module(f"{package}.{name}")
+        except ModuleNotFoundError:
+            pass
+    for module in CLASS_MODULES:
+        found = getattr(importlib.import_module(f"onegan_tf.{module}"), name, None)
+        if found is not None:
+            return found
+    return None
 
 
 def _count(cell):
@@ -56,6 +76,28 @@ def test_every_citation_of_the_design_document_names_an_existing_section():
                     cited.setdefault(int(n), os.path.relpath(path, REPO))
     missing = {n: where for n, where in cited.items() if n not in existing}
     assert not missing, f"citations of sections docs/design.md does not have (section: first file): {missing}"
+
+
+def test_every_module_name_and_file_the_document_points_at_exists():
+    """`module.name`, `Class.method` and `path/file.py` references; a rename must update the document."""
+    text = _text()
+    missing = []
+    for path in set(re.findall(r"`([\w./-]+\.(?:py|md|json|cfg))`", text)):
+        if ("/" in path or path.endswith(".py")) and not any(
+                os.path.exists(os.path.join(REPO, prefix, path)) for prefix in ("", "onegan_tf", "onegan_tf/data")):
+            missing.append(path)
+    for ref in set(re.findall(r"`([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)`", text)):
+        first, *attrs = ref.split(".")
+        if attrs[-1] in ("py", "md", "json", "cfg") or first in OTHER_LIBRARIES:
+            continue
+        if first in networks.NETWORK_NAMES:
+            continue  # the layers of §3's tables, checked by test_parameter_tables_match_the_full_size_networks
+        obj = _resolve(first)
+        for attr in attrs:
+            obj = getattr(obj, attr, None)
+        if obj is None:
+            missing.append(ref)
+    assert not missing, f"docs/design.md points at names or files the repository does not have: {sorted(missing)}"
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import glob
 import json
 import math
 import os
+import re
 import time
 import types
 
@@ -258,7 +259,7 @@ def test_nan_loss_stops_the_run_naming_step_and_terms_and_keeps_the_last_good_ch
     monkeypatch.setattr(OneGANTrainer, "train_step", train_step)
     run_dir = str(tmp_path / "run")
     cfg = tiny_config(run_dir=run_dir, phase1_steps=6, phase2a_steps=0, phase2b_steps=0, ckpt_every=2)
-    with pytest.raises(train.NonFiniteLossError) as err:
+    with pytest.raises(train.NonFiniteLossError, match="at step 2") as err:
         train.train(cfg)
     msg = str(err.value)
     assert "at step 2" in msg and "gen/L_RM" in msg and "total/L_GEN" in msg
@@ -266,6 +267,35 @@ def test_nan_loss_stops_the_run_naming_step_and_terms_and_keeps_the_last_good_ch
     assert tf.train.latest_checkpoint(os.path.join(run_dir, "ckpt")).endswith("ckpt-2")
     assert [r["step"] for r in _records(run_dir)] == [1, 2]
     assert not os.path.exists(os.path.join(run_dir, "summary.json"))
+
+
+@pytest.mark.slow
+def test_a_non_finite_step_between_two_checks_is_caught_by_the_in_graph_tracker(tmp_path, monkeypatch):
+    """Step 5 alone has a NaN L_RM (stopped, so the weights stay finite and step 7 is clean again); with
+    log_every=4 the host sees only steps 3 and 7, so only the step's own `bad_step` record can name step 5."""
+    import tensorflow as tf
+
+    from onegan_tf import losses, train
+    from onegan_tf.trainer import OneGANTrainer
+
+    poison = tf.Variable(0.0)
+    real_mask_regularization = losses.mask_regularization
+    monkeypatch.setattr(losses, "mask_regularization",
+                        lambda *a, **kw: real_mask_regularization(*a, **kw) + tf.stop_gradient(poison))
+    real_train_step = OneGANTrainer.train_step
+
+    def train_step(self, batch, phase):
+        poison.assign(float("nan") if int(self.step.numpy()) == 5 else 0.0)
+        return real_train_step(self, batch, phase)
+
+    monkeypatch.setattr(OneGANTrainer, "train_step", train_step)
+    run_dir = str(tmp_path / "run")
+    cfg = tiny_config(run_dir=run_dir, phase1_steps=8, phase2a_steps=0, phase2b_steps=0, log_every=4,
+                      ckpt_every=4)
+    with pytest.raises(train.NonFiniteLossError, match=r"at step 5; non-finite terms now: \(recovered since\)"):
+        train.train(cfg)
+    assert tf.train.latest_checkpoint(os.path.join(run_dir, "ckpt")).endswith("ckpt-4")
+    assert [r["step"] for r in _records(run_dir)] == [4]
 
 
 # ---------------------------------------------------------------------------------------------- bad input
@@ -317,20 +347,33 @@ def test_dry_run_prints_config_parameter_counts_and_plan_without_data():
     assert os.path.exists(run_dir) == existed
 
 
+def test_dry_run_prints_the_settings_it_estimates_from_the_data():
+    """--mask_target=auto reads the object boxes (only then does the dry run read data) and shows the value
+    in the resolved config as auto:<value>, as config.json records it."""
+    import io
+
+    from onegan_tf import train
+
+    out = io.StringIO()
+    train.dry_run(tiny_config(mask_target="auto"), out=out)
+    text = out.getvalue()
+    estimate = re.search(r"Estimated from the data: mask_target=auto -> (0\.\d{3}): 0\.5 of each of the 80 object "
+                         r"boxes as a fraction of its crop \(--crop=bbox\), averaged", text)
+    assert estimate, text[:2000]
+    assert f'"mask_target": "auto:{estimate.group(1)}"' in text
+
+
 # ---------------------------------------------------------------------------------------------- full size
 
 
 @pytest.mark.slow
-def test_one_phase_iib_step_of_the_full_size_model_at_batch_2():
+def test_one_phase_iib_step_of_the_full_size_model_at_batch_2(full_size_trainer):
     """ModelConfig() defaults (128x128, paper widths, 200/20 classes), every path and clone, on the CPU."""
-    import keras
-
     from onegan_tf.config import Config, TrainConfig
-    from onegan_tf.trainer import OneGANTrainer
 
-    cfg = Config(train=TrainConfig(batch_size=2))
-    keras.utils.set_random_seed(0)
-    trainer = OneGANTrainer(cfg)
+    trainer = full_size_trainer
+    cfg = trainer.cfg
+    assert cfg == Config(train=TrainConfig(batch_size=2))
     assert sum(trainer.model.parameter_counts().values()) == 143_992_534
     trainer.init_clones()
     batch = _tiny_batch(cfg)
