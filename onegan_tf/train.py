@@ -148,6 +148,7 @@ def dry_run(cfg: Config, out=sys.stdout) -> dict:
     """Resolved config, per-network parameter counts and the step plan, printed; nothing trained (the data
     is read only for settings given as `auto`)."""
     from onegan_tf.model import OneGAN
+    from onegan_tf.segmenter import build_segmenter
     from onegan_tf.trainer import step_plan
 
     cfg, estimates = resolve_from_data(cfg)
@@ -160,11 +161,18 @@ def dry_run(cfg: Config, out=sys.stdout) -> dict:
     for name, n in counts.items():
         print(f"  {name:<6} {n:>14,}", file=out)
     print(f"  {'total':<6} {sum(counts.values()):>14,}", file=out)
+    tc = cfg.train
+    segmenter = build_segmenter(cfg.model).count_params() if tc.distill_steps else None
+    if segmenter:
+        print(f"  and the distilled segmenter {segmenter:,}", file=out)
     print("\nStep plan:", file=out)
     for row in plan:
         print(f"  Phase {row['phase']:<4} steps {row['first']:>8,} .. {row['last']:>8,} "
               f"({row['steps']:,} steps): {row['paths']}", file=out)
-    return {"parameters": counts, "plan": plan}
+    if segmenter:
+        print(f"  then {tc.distill_steps:,} distillation steps: the segmenter on generated (I, I_m), "
+              f"{tc.generator_weights} generator weights, {tc.distill_target} targets", file=out)
+    return {"parameters": counts, "plan": plan, "segmenter_parameters": segmenter}
 
 
 # ---------------------------------------------------------------------------------------------- the loop
@@ -267,6 +275,7 @@ def train(cfg: Config) -> dict:
     summary = {"run_dir": run_dir, "start_step": start, "end_step": end_step, "steps_run": end_step - start,
                "phase": PHASES[phase_at(max(end_step - 1, 0), tc)], "wall_s": round(time.time() - t0, 1),
                "final_losses": values, "images_per_s": images_per_s, "replicas": replicas,
+               "traces": trainer.tracing_counts(),
                "checkpoint": manager.latest_checkpoint, "data": {k: info[k] for k in ("dataset", "n_images")}}
     if chief:
         write_json(os.path.join(run_dir, "summary.json"), summary)
