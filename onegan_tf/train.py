@@ -10,6 +10,7 @@ events and profiles), samples/ (PNG grids), metrics.jsonl (every logged scalar),
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -19,7 +20,7 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
-from onegan_tf.config import Config, ConfigError
+from onegan_tf.config import AUTO, Config, ConfigError
 from onegan_tf.files import save_keras, write_json
 from onegan_tf.flags import config_from_flags, define_config_flags
 
@@ -31,7 +32,7 @@ FLAGS = flags.FLAGS
 # Settings that may change between a run and its resumption (bookkeeping, devices, speed).
 RESUMABLE_CHANGES = ("run_dir", "log_every", "image_every", "ckpt_every", "keep_checkpoints", "profile_steps",
                      "progress", "strategy", "devices", "jit_compile", "data_dir", "data_cache",
-                     "tfds_download", "tfds_manual_dir", "final_eval", "final_split", "final_feature_net",
+                     "tfds_download", "tfds_manual_dir", "class_parents", "final_eval", "final_split", "final_feature_net",
                      "final_num_generated", "final_export")
 GRID_COLUMNS = 8
 # The distilled segmenter, written into the run directory when distillation ends.
@@ -84,7 +85,26 @@ def check_data(cfg: Config) -> dict:
         if known and known != model:
             raise ConfigError(f"--{name}={model} but dataset {cfg.data.dataset!r} has {known} classes; "
                               f"set --{name}={known}")
+    check_final_eval(cfg, info)
     return info
+
+
+def check_final_eval(cfg: Config, info: dict) -> None:
+    """Refuse before training a --final_eval the data cannot serve (an unlabelled or mask-free set)."""
+    from onegan_tf.evaluate import check_requirements
+    from onegan_tf.metrics.registry import MetricError
+
+    tc = cfg.train
+    metrics = [m.strip() for m in tc.final_eval.split(",") if m.strip()]
+    try:
+        check_requirements(metrics, info, tc.final_num_generated)
+    except MetricError as e:
+        raise ConfigError(f"--final_eval={tc.final_eval}: {e}") from None
+    generative = [m for m in metrics if m in ("fid", "is", "cfid", "cis")]
+    if generative and tc.final_feature_net == "finetuned" and not info["has_labels"]:
+        raise ConfigError(f"--final_eval={tc.final_eval} with --final_feature_net=finetuned fine-tunes a "
+                          f"classifier on child labels, and dataset {info['dataset']!r} has none: pass "
+                          f"--final_feature_net=inception_imagenet (or a .keras classifier)")
 
 
 def check_resumable(cfg: Config, run_dir: str) -> None:
@@ -106,11 +126,33 @@ def check_resumable(cfg: Config, run_dir: str) -> None:
             "Differences:\n  " + "\n  ".join(diffs) + "\nUse another --run_dir or the original settings.")
 
 
+def resolve_from_data(cfg: Config) -> tuple[Config, list[str]]:
+    """Settings given as `auto`, estimated from the data: the config with their values, and a line each.
+
+    --mask_target=auto becomes auto:<estimate> (`protocol.object_fraction`), so config.json keeps both where
+    the value came from and the value; resuming re-estimates it and compares as any other setting.
+    """
+    if cfg.train.mask_target != AUTO:
+        return cfg, []
+    from onegan_tf.data.protocol import BOX_FILL, build_protocol, object_fraction
+
+    protocol = build_protocol(cfg.data)
+    value = object_fraction(protocol, cfg.data.crop)
+    train = dataclasses.replace(cfg.train, mask_target=f"{AUTO}:{value:.3f}")
+    return dataclasses.replace(cfg, train=train), [
+        f"mask_target=auto -> {value:.3f}: {BOX_FILL:g} of each of the {len(protocol.object)} object boxes "
+        f"as a fraction of its crop (--crop={cfg.data.crop}), averaged"]
+
+
 def dry_run(cfg: Config, out=sys.stdout) -> dict:
-    """Resolved config, per-network parameter counts and the step plan, printed; nothing trained."""
+    """Resolved config, per-network parameter counts and the step plan, printed; nothing trained (the data
+    is read only for settings given as `auto`)."""
     from onegan_tf.model import OneGAN
     from onegan_tf.trainer import step_plan
 
+    cfg, estimates = resolve_from_data(cfg)
+    for line in estimates:
+        print(f"Estimated from the data: {line}", file=out)
     counts = OneGAN(cfg.model).parameter_counts()
     plan = step_plan(cfg.train)
     print("Resolved config:", cfg.to_json(), sep="\n", file=out)
@@ -147,6 +189,10 @@ def train(cfg: Config) -> dict:
         raise ConfigError(f"--weight_MS pairs samples within a replica: the per-replica batch "
                           f"{tc.batch_size // replicas} must be even")
     info = check_data(cfg)
+    cfg, estimates = resolve_from_data(cfg)
+    tc = cfg.train
+    for line in estimates:
+        logging.info("Estimated from the data: %s", line)
     check_resumable(cfg, run_dir)
     chief = is_chief(strategy)
     if tc.mixed_precision != "off":
@@ -221,6 +267,7 @@ def train(cfg: Config) -> dict:
     summary = {"run_dir": run_dir, "start_step": start, "end_step": end_step, "steps_run": end_step - start,
                "phase": PHASES[phase_at(max(end_step - 1, 0), tc)], "wall_s": round(time.time() - t0, 1),
                "final_losses": values, "images_per_s": images_per_s, "replicas": replicas,
+               "traces": trainer.tracing_counts(),
                "checkpoint": manager.latest_checkpoint, "data": {k: info[k] for k in ("dataset", "n_images")}}
     if chief:
         write_json(os.path.join(run_dir, "summary.json"), summary)

@@ -181,6 +181,13 @@ class OneGANTrainer(tf.Module):
             fns[phase] = tf.function(self._make_step(phase))
         return fns[phase](dist_batch)
 
+    def tracing_counts(self) -> dict:
+        """Phase name -> how often its step has been traced in this process: once, unless an input changed
+        its structure, dtype or shape, or a Python value stood where a tensor belongs (a retrace per step
+        re-runs Python and re-optimises the graph every iteration)."""
+        return {PHASES[p]: int(fn.experimental_get_tracing_count())
+                for p, fn in sorted(self._untracked.step_fns.items())}
+
     def _make_step(self, phase):
         replica = self._replica_fn(phase)
         if self.cfg.train.jit_compile:
@@ -312,7 +319,7 @@ class OneGANTrainer(tf.Module):
         if tc.weight_Rv:
             terms["gen/L_Rv"] = losses.code_regularization(gen["v_p"], gen["v_c"], gen["v_bg"])
         if tc.weight_RM:
-            terms["gen/L_RM"] = losses.mask_regularization(gen["I_m"], tc.mask_target)
+            terms["gen/L_RM"] = losses.mask_regularization(gen["I_m"], tc.mask_fraction)
         if tc.weight_MS:
             terms["gen/L_MS"] = losses.mode_seeking_loss(gen["I"][0::2], gen["I"][1::2],
                                                          gen["z"][0::2], gen["z"][1::2])

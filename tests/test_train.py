@@ -8,6 +8,7 @@ import glob
 import json
 import math
 import os
+import re
 import time
 import types
 
@@ -346,20 +347,33 @@ def test_dry_run_prints_config_parameter_counts_and_plan_without_data():
     assert os.path.exists(run_dir) == existed
 
 
+def test_dry_run_prints_the_settings_it_estimates_from_the_data():
+    """--mask_target=auto reads the object boxes (only then does the dry run read data) and shows the value
+    in the resolved config as auto:<value>, as config.json records it."""
+    import io
+
+    from onegan_tf import train
+
+    out = io.StringIO()
+    train.dry_run(tiny_config(mask_target="auto"), out=out)
+    text = out.getvalue()
+    estimate = re.search(r"Estimated from the data: mask_target=auto -> (0\.\d{3}): 0\.5 of each of the 80 object "
+                         r"boxes as a fraction of its crop \(--crop=bbox\), averaged", text)
+    assert estimate, text[:2000]
+    assert f'"mask_target": "auto:{estimate.group(1)}"' in text
+
+
 # ---------------------------------------------------------------------------------------------- full size
 
 
 @pytest.mark.slow
-def test_one_phase_iib_step_of_the_full_size_model_at_batch_2():
+def test_one_phase_iib_step_of_the_full_size_model_at_batch_2(full_size_trainer):
     """ModelConfig() defaults (128x128, paper widths, 200/20 classes), every path and clone, on the CPU."""
-    import keras
-
     from onegan_tf.config import Config, TrainConfig
-    from onegan_tf.trainer import OneGANTrainer
 
-    cfg = Config(train=TrainConfig(batch_size=2))
-    keras.utils.set_random_seed(0)
-    trainer = OneGANTrainer(cfg)
+    trainer = full_size_trainer
+    cfg = trainer.cfg
+    assert cfg == Config(train=TrainConfig(batch_size=2))
     assert sum(trainer.model.parameter_counts().values()) == 143_992_534
     trainer.init_clones()
     batch = _tiny_batch(cfg)

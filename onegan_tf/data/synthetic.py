@@ -40,7 +40,8 @@ beat these by a wide margin. Note that FineGAN's crop (SPEC §6, 1.5 x the box) 
 the all-foreground IoU on cropped images is higher than above. Speed: ~12 ms per 128 px image on one core.
 
 `python -m onegan_tf.data.synthetic --write DIR --n N` writes the set in the folder format of the data
-pipeline (`write_dataset`).
+pipeline (`write_dataset`); `--write_plain DIR` the images alone and `--write_backgrounds DIR` the
+backgrounds alone (`write_images`), the box-free route of data/README.md.
 """
 
 from __future__ import annotations
@@ -84,17 +85,33 @@ PREFERRED_BACKGROUND_P = 0.6
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticSpec:
-    """Which synthetic set: class counts, image side and the seed of every random draw."""
+    """Which synthetic set: class counts, image side and the seed of every random draw; the shape family of
+    each parent, the range of the object's area fraction and the background kinds drawn from (the defaults
+    give the demo's set; other values give a set with other shapes, sizes and backgrounds)."""
 
     n_parents: int = 4
     children_per_parent: int = 3
     resolution: int = 128
     seed: int = 0
+    families: tuple[str, ...] = FAMILIES
+    area_range: tuple[float, float] = AREA_RANGE
+    backgrounds: tuple[str, ...] = BACKGROUNDS
 
     def __post_init__(self):
-        if not 1 <= self.n_parents <= len(FAMILIES):
-            raise ValueError(f"SyntheticSpec.n_parents={self.n_parents}: must be in [1, {len(FAMILIES)}] "
-                             f"(one shape family per parent: {', '.join(FAMILIES)}).")
+        object.__setattr__(self, "families", tuple(self.families))
+        object.__setattr__(self, "area_range", tuple(float(a) for a in self.area_range))
+        object.__setattr__(self, "backgrounds", tuple(self.backgrounds))
+        unknown = [f for f in self.families if f not in FAMILIES] + [b for b in self.backgrounds if b not in BACKGROUNDS]
+        if unknown or len(set(self.families)) != len(self.families) or not self.backgrounds:
+            raise ValueError(f"SyntheticSpec: families must be distinct names from {FAMILIES} and backgrounds a "
+                             f"non-empty list from {BACKGROUNDS}; got {self.families}, {self.backgrounds}.")
+        lo, hi = self.area_range
+        if not (0.05 <= lo and lo + 0.1 <= hi <= 0.8):
+            raise ValueError(f"SyntheticSpec.area_range={self.area_range}: need 0.05 <= low, low + 0.1 <= high "
+                             f"<= 0.8 (area fractions of the image).")
+        if not 1 <= self.n_parents <= len(self.families):
+            raise ValueError(f"SyntheticSpec.n_parents={self.n_parents}: must be in [1, {len(self.families)}] "
+                             f"(one shape family per parent: {', '.join(self.families)}).")
         if not 1 <= self.children_per_parent <= MAX_CHILDREN_PER_PARENT:
             raise ValueError(f"SyntheticSpec.children_per_parent={self.children_per_parent}: must be in "
                              f"[1, {MAX_CHILDREN_PER_PARENT}].")
@@ -110,7 +127,7 @@ class SyntheticSpec:
         parent, j = divmod(child, self.children_per_parent)
         pattern = PATTERNS[(j + 2 * parent) % len(PATTERNS)]
         palette = PALETTES[(j + parent) % len(PALETTES)]
-        return FAMILIES[parent], pattern, palette
+        return self.families[parent], pattern, palette
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -282,9 +299,9 @@ def _sample(spec: SyntheticSpec, index: int) -> _Instance:
     warp = np.stack([rng.uniform(0.02, 0.07, (2, 2)), rng.uniform(1.5, 4.5, (2, 2)),
                      rng.uniform(0, 2 * np.pi, (2, 2))], axis=-1)
     if rng.uniform() < PREFERRED_BACKGROUND_P:
-        background = BACKGROUNDS[parent % len(BACKGROUNDS)]
+        background = spec.backgrounds[parent % len(spec.backgrounds)]
     else:
-        background = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
+        background = spec.backgrounds[rng.integers(len(spec.backgrounds))]
     bg_colours = [_random_colour(rng) for _ in range(4)]
     # Object-like colours in the background: the object's own (defeats colour thresholds) or another
     # palette's (so that a palette colour in the image does not give the child away).
@@ -299,7 +316,7 @@ def _sample(spec: SyntheticSpec, index: int) -> _Instance:
         shape_seed=int(rng.integers(2**31)), pattern_seed=int(rng.integers(2**31)), warp=warp,
         angle=float(rng.uniform(0, 2 * np.pi)), mirror=bool(rng.uniform() < 0.5),
         aspect=float(np.exp(rng.normal(0, 0.1))),
-        area=float(np.exp(rng.uniform(np.log(0.17), np.log(0.56)))),
+        area=float(np.exp(rng.uniform(np.log(spec.area_range[0] + 0.02), np.log(spec.area_range[1] - 0.04)))),
         pos=(float(rng.uniform()), float(rng.uniform())),
         background=background, bg_colours=bg_colours, bg_seed=int(rng.integers(2**31)))
 
@@ -494,9 +511,9 @@ def generate(spec: SyntheticSpec, index: int) -> dict:
     for attempt in range(12):
         # The layout estimates the area on a coarse grid, and a long object turned diagonally may not fit
         # the image at the sampled area: rescale towards the range, and turn the object if it keeps failing.
-        if AREA_RANGE[0] <= area <= AREA_RANGE[1]:
+        if spec.area_range[0] <= area <= spec.area_range[1]:
             break
-        target = float(np.clip(area, AREA_RANGE[0] + 0.02, AREA_RANGE[1] - 0.02))
+        target = float(np.clip(area, spec.area_range[0] + 0.02, spec.area_range[1] - 0.02))
         inst = dataclasses.replace(inst, area=inst.area * target / max(area, 1e-6))
         if attempt >= 1:
             inst = dataclasses.replace(inst, angle=inst.angle + np.pi / 7)
@@ -505,7 +522,7 @@ def generate(spec: SyntheticSpec, index: int) -> dict:
         area = float((cover >= 0.5).mean())
     else:
         raise RuntimeError(f"synthetic.generate: no layout of example {index} of {spec} has a mask area "
-                           f"fraction in {AREA_RANGE} (last {area:.3f}); please report this (spec, index).")
+                           f"fraction in {spec.area_range} (last {area:.3f}); please report this (spec, index).")
     fg = _foreground(inst, res, layout, cover >= 0.5)
     bg = _background(inst, res)
     composite = bg * (1 - cover[..., None]) + fg * cover[..., None]
@@ -557,6 +574,21 @@ def write_dataset(out_dir: str, spec: SyntheticSpec, n: int, start: int = 0) -> 
         json.dump(meta, f, indent=1)
 
 
+def write_images(out_dir: str, spec: SyntheticSpec, n: int, start: int = 0, backgrounds: bool = False) -> None:
+    """Write examples start .. start + n - 1 as plain XXXXXX.png files and nothing else: the box-free
+    layout of the folder source. backgrounds=True writes each example's background alone (`render_background`),
+    the object-free images of `--background_dir`."""
+    from PIL import Image
+
+    if os.path.isdir(out_dir) and os.listdir(out_dir):
+        raise FileExistsError(f"write_images: {out_dir!r} is not empty; refusing to overwrite. "
+                              f"Pass an empty or new folder, or delete this one first.")
+    os.makedirs(out_dir, exist_ok=True)
+    for i in range(start, start + n):
+        image = render_background(spec, i) if backgrounds else generate(spec, i)["image"]
+        Image.fromarray(image).save(os.path.join(out_dir, f"{i:06d}.png"))
+
+
 # ----------------------------------------------------------------------------------------------------
 # Baselines that must fail: the set is only useful if trivial methods do not solve it.
 
@@ -598,6 +630,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m onegan_tf.data.synthetic", description=__doc__.split("\n")[0])
     p.add_argument("--baselines", action="store_true", help="Print the trivial baselines on --n images.")
     p.add_argument("--write", metavar="DIR", help="Write --n images to DIR (must be empty or new).")
+    p.add_argument("--write_plain", metavar="DIR", help="Write --n images alone (no boxes, labels or masks) "
+                   "to DIR: a box-free folder source.")
+    p.add_argument("--write_backgrounds", metavar="DIR", help="Write the backgrounds alone of --n examples to "
+                   "DIR: object-free images for --background_dir.")
     p.add_argument("--grid", metavar="PNG", help="Save a grid: one column per child, --rows rows.")
     p.add_argument("--rows", type=int, default=6)
     p.add_argument("--n", type=int, default=600)
@@ -608,11 +644,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=SyntheticSpec.seed)
     a = p.parse_args(argv)
     spec = SyntheticSpec(a.n_parents, a.children_per_parent, a.resolution, a.seed)
-    if not (a.baselines or a.write or a.grid):
-        p.error("nothing to do: pass --baselines, --write DIR or --grid PNG")
+    if not (a.baselines or a.write or a.write_plain or a.write_backgrounds or a.grid):
+        p.error("nothing to do: pass --baselines, --write DIR, --write_plain DIR, --write_backgrounds DIR or "
+                "--grid PNG")
     if a.write:
         write_dataset(a.write, spec, a.n, a.start)
         print(f"wrote {a.n} examples of {spec} to {a.write}")
+    for out_dir, backgrounds in ((a.write_plain, False), (a.write_backgrounds, True)):
+        if out_dir:
+            write_images(out_dir, spec, a.n, a.start, backgrounds)
+            print(f"wrote {a.n} {'backgrounds' if backgrounds else 'plain images'} of {spec} to {out_dir}")
     if a.grid:
         _save_grid(spec, a.grid, a.rows)
         print(f"saved {a.grid}")
