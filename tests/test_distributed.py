@@ -50,6 +50,9 @@ ONE_VS_TWO_REPLICAS = textwrap.dedent("""
     loss_diff = max(abs(float(out["one"][k]) - float(out["two"][k])) for k in out["one"])
     diffs = np.concatenate([np.abs(np.array(va) - np.array(vb)).ravel()
                             for a, b in zip(nets(one), nets(two)) for va, vb in zip(a.weights, b.weights)])
+    # The EMA's first update (ramp-up: beta = 0) copies the updated generators, on every replica.
+    ema_diff = max(float(np.abs(np.array(va) - np.array(vb)).max()) for k in sorted(one.ema.networks)
+                   for va, vb in zip(one.ema.networks[k].weights, two.ema.networks[k].weights))
     # The gradients themselves: after Adam's first update its first moment is m = (1 - beta_1) * g of the
     # all-reduced gradient, for every variable of every optimiser (G and the three discriminator pairs).
     grad_diff, n_grads = 0.0, 0
@@ -63,7 +66,7 @@ ONE_VS_TWO_REPLICAS = textwrap.dedent("""
                 continue
             grad_diff = max(grad_diff, float(np.abs(m_one - m_two).max()) / scale)
             n_grads += 1
-    print(json.dumps({"loss_diff": loss_diff, "weight_diff": float(diffs.max()),
+    print(json.dumps({"loss_diff": loss_diff, "weight_diff": float(diffs.max()), "ema_diff": ema_diff,
                       "mean_weight_diff": float(diffs.mean()), "n_weights": int(diffs.size),
                       "grad_diff": grad_diff, "n_grads": n_grads,
                       "keys_equal": sorted(out["one"]) == sorted(out["two"]),
@@ -92,7 +95,7 @@ def test_one_and_two_replicas_give_the_same_gradients_and_update():
     print("1 vs 2 replicas:", report)
     assert report["keys_equal"] and report["steps"] == [1, 1]
     assert report["n_grads"] > 0 and report["grad_diff"] < 1e-4
-    assert report["weight_diff"] < 2e-5
+    assert report["weight_diff"] < 2e-5 and report["ema_diff"] < 2e-5
     assert report["mean_weight_diff"] < 1e-8
     assert report["loss_diff"] < 1e-4
 
