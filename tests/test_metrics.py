@@ -277,6 +277,8 @@ def test_distilled_segmenter_is_scored_like_the_encoder_masks_with_its_speed():
     assert result["segmentation_distilled"]["dice"] == pytest.approx(0.8)
     assert result["segmentation_distilled"]["n_images"] == 18
     assert result["segmentation_distilled"]["images_per_s"] > 0
+    one_batch = metrics.compute(["segmentation"], FakeContext(n_batches=1))["segmentation"]
+    assert np.isfinite(one_batch["images_per_s"]) and one_batch["images_per_s"] > 0
 
 
 def test_distilled_segmentation_without_a_segmenter_says_how_to_get_one():
