@@ -44,9 +44,9 @@ import time
 from absl import app, flags
 
 from onegan_tf.flags import config_from_flags, define_config_flags
+from onegan_tf.trainer import PHASES
 
 WHAT = ("train", "flops", "data", "serving", "networks", "ops")
-PHASE_INDEX = {"I": 0, "IIa": 1, "IIb": 2}
 FLAGS = flags.FLAGS
 
 
@@ -55,7 +55,7 @@ def _define_flags() -> None:
     defined only when the bench runs as a program, so importing this module defines no global flag."""
     import onegan_tf.data.bench  # noqa: F401  (defines --bench_warmup, --bench_batches)
 
-    flags.DEFINE_list("phases", ["I", "IIa", "IIb"], "Phases to time: I, IIa, IIb.")
+    flags.DEFINE_list("phases", list(PHASES), f"Phases to time: {', '.join(PHASES)}.")
     flags.DEFINE_integer("steps", 5, "Timed steps (or calls) per measurement, after the warm-up.")
     flags.DEFINE_integer("warmup", 2, "Untimed steps (or calls) first; the first one traces.")
     flags.DEFINE_string("out", "", "Append one JSON line per measurement to this file ('' = table only).")
@@ -155,13 +155,10 @@ def _total(out: dict):
 
 def bench_train(trainer, cfg, phases, steps: int, warmup: int) -> list[dict]:
     """Seconds per step of each phase (median after warm-up), images/s, traces and memory."""
-    from onegan_tf.trainer import PHASES
-
     batches = _train_batches(cfg, warmup + steps)
     records = []
-    for name in phases:
-        phase = PHASE_INDEX[name]
-        if phase >= 1 and not bool(trainer.clones_ready.numpy()):
+    for phase in phases:
+        if phase != "I" and not bool(trainer.clones_ready.numpy()):
             trainer.init_clones()
         _reset_device_peak()
         feed = iter(batches * 2)
@@ -175,7 +172,7 @@ def bench_train(trainer, cfg, phases, steps: int, warmup: int) -> list[dict]:
         seconds = timed(step, steps, max(warmup - 1, 0))
         median = statistics.median(seconds)
         records.append({
-            "what": "train", "name": f"phase {PHASES[phase]}", "phase": PHASES[phase],
+            "what": "train", "name": f"phase {phase}", "phase": phase,
             "seconds_per_step": median, "images_per_s": cfg.train.batch_size / median,
             "step_seconds": seconds, "first_step_seconds": first,
             "traces": trainer._untracked.step_fns[phase].experimental_get_tracing_count(),
@@ -186,20 +183,18 @@ def bench_train(trainer, cfg, phases, steps: int, warmup: int) -> list[dict]:
 def bench_flops(trainer, cfg, phases, train_records, ceiling, steps: int, warmup: int) -> list[dict]:
     """FLOPs of one step of each phase, achieved FLOP/s where the step was timed, and the ceiling conv."""
     from onegan_tf import flops
-    from onegan_tf.trainer import PHASES
 
     seconds = {r["phase"]: r["seconds_per_step"] for r in train_records}
     records = [{"what": "flops", "name": "networks", "forward_flops_per_sample":
                 flops.network_table(trainer.model)}]
-    for name in phases:
-        phase = PHASE_INDEX[name]
+    for phase in phases:
         f = flops.step_flops(trainer.model, cfg.train, phase, cfg.train.batch_size)
-        rec = {"what": "flops", "name": f"phase {PHASES[phase]}", "phase": PHASES[phase],
+        rec = {"what": "flops", "name": f"phase {phase}", "phase": phase,
                "forward_flops": f["forward"], "training_flops": f["training"],
                "training_flops_by_network": f["by_network"], "training_flops_by_call": f["by_call"]}
-        if PHASES[phase] in seconds:
-            rec["seconds_per_step"] = seconds[PHASES[phase]]
-            rec["flop_per_s"] = f["training"] / seconds[PHASES[phase]]
+        if phase in seconds:
+            rec["seconds_per_step"] = seconds[phase]
+            rec["flop_per_s"] = f["training"] / seconds[phase]
         records.append(rec)
     records.append(bench_ceiling(*ceiling, steps=steps, warmup=warmup))
     return records
@@ -290,16 +285,15 @@ def _png_batch(batch: int, size: int):
     return tf.stack([tf.io.encode_png(tf.cast(im, tf.uint8)) for im in images])
 
 
-def bench_ops(trainer, cfg, phase_name: str, top: int = 15) -> list[dict]:
-    """Op types by their summed host time in one traced step of `phase_name` (run after `train`, so the
+def bench_ops(trainer, cfg, phase: str, top: int = 15) -> list[dict]:
+    """Op types by their summed host time in one traced step of `phase` (run after `train`, so the
     step is already traced); from the TF profiler's XSpace of that step."""
     import glob
 
     import tensorflow as tf
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    phase = PHASE_INDEX[phase_name]
-    if phase >= 1 and not bool(trainer.clones_ready.numpy()):
+    if phase != "I" and not bool(trainer.clones_ready.numpy()):
         trainer.init_clones()
     batch = _train_batches(cfg, 1)[0]
     float(_total(trainer.train_step(batch, phase)))  # trace outside the profile
@@ -328,7 +322,7 @@ def bench_ops(trainer, cfg, phase_name: str, top: int = 15) -> list[dict]:
     records = []
     for what, table_ in (("ops", by_type), ("op_scopes", by_scope)):
         for name, (s, n) in sorted(table_.items(), key=lambda kv: -kv[1][0])[:top]:
-            records.append({"what": what, "name": name, "phase": phase_name, "op_seconds": s, "op_count": n,
+            records.append({"what": what, "name": name, "phase": phase, "op_seconds": s, "op_count": n,
                             "share_of_op_time": s / total, "step_seconds": step_s})
     return records
 
@@ -358,9 +352,9 @@ def run(cfg, what, phases, steps: int, warmup: int, serving_batches=(1, 32), cei
     unknown = set(what) - set(WHAT)
     if unknown:
         raise ValueError(f"--what: unknown measurements {sorted(unknown)}; allowed: {WHAT}")
-    bad = [p for p in phases if p not in PHASE_INDEX]
+    bad = [p for p in phases if p not in PHASES]
     if bad:
-        raise ValueError(f"--phases: unknown phases {bad}; allowed: {tuple(PHASE_INDEX)}")
+        raise ValueError(f"--phases: unknown phases {bad}; allowed: {PHASES}")
     if cfg.train.mixed_precision != "off":
         keras.mixed_precision.set_dtype_policy(cfg.train.mixed_precision)
     machine = machine_info()

@@ -20,6 +20,8 @@ from onegan_tf.config import ModelConfig
 from onegan_tf.networks import NETWORK_NAMES, build_networks
 
 BETA_NAMES = ("beta1", "beta2", "beta3", "beta4")
+# The reparameterisation noise of the reconstruction path, by the code it samples: v^_p, v^_c, z^.
+EPS_NAMES = ("p", "c", "z")
 # Eq. 9: beta1, beta2 ~ U[0, 1]; beta3, beta4 ~ U[0.5, 1] (paper Sec. 3).
 BETA_RANGES = {"beta1": (0.0, 1.0), "beta2": (0.0, 1.0), "beta3": (0.5, 1.0), "beta4": (0.5, 1.0)}
 
@@ -75,10 +77,9 @@ def inference_beta_values(cfg: ModelConfig) -> tuple:
 
 def sample_eps(seed, batch: int, cfg: ModelConfig) -> dict:
     """Standard-normal noise for the reparameterised samples v^_p, v^_c, z^ of the reconstruction path."""
-    s = tf.random.experimental.stateless_split(seed, 3)
-    return {"p": tf.random.stateless_normal((batch, cfg.d_p), seed=s[0]),
-            "c": tf.random.stateless_normal((batch, cfg.d_c), seed=s[1]),
-            "z": tf.random.stateless_normal((batch, cfg.d_z), seed=s[2])}
+    s = tf.random.experimental.stateless_split(seed, len(EPS_NAMES))
+    dims = {"p": cfg.d_p, "c": cfg.d_c, "z": cfg.d_z}
+    return {k: tf.random.stateless_normal((batch, dims[k]), seed=s[i]) for i, k in enumerate(EPS_NAMES)}
 
 
 class OneGAN(tf.Module):

@@ -183,10 +183,10 @@ def train(cfg: Config) -> dict:
     step = start
     for step, batch in zip(range(start, tc.steps), batches):
         phase = phase_at(step, tc)
-        if phase >= 1 and not bool(trainer.clones_ready.numpy()):
+        if phase != "I" and not bool(trainer.clones_ready.numpy()):
             trainer.init_clones()
             logging.info("Step %d: entering Phase %s, discriminators cloned for the reconstruction paths",
-                         step, PHASES[phase])
+                         step, phase)
         if profile and step == profile[0]:
             tf.profiler.experimental.start(os.path.join(run_dir, "tb"))
         out = trainer.train_step(batch, phase)
@@ -202,12 +202,12 @@ def train(cfg: Config) -> dict:
             steps_per_s = (done - last_log_step) / max(now - last_log_time, 1e-9)
             images_per_s = steps_per_s * tc.batch_size
             last_log_time, last_log_step = now, done
-            scalars = {**{f"loss/{k}": v for k, v in values.items()}, "schedule/phase": phase,
+            scalars = {**{f"loss/{k}": v for k, v in values.items()}, "schedule/phase": PHASES.index(phase),
                        "schedule/learning_rate": float(np.asarray(trainer.opt_G.learning_rate)),
                        "speed/steps_per_s": steps_per_s, "speed/images_per_s": images_per_s}
             if chief:
-                _log_scalars(writer, run_dir, done, PHASES[phase], scalars)
-            progress.set_postfix_str(_postfix(PHASES[phase], values, images_per_s))
+                _log_scalars(writer, run_dir, done, phase, scalars)
+            progress.set_postfix_str(_postfix(phase, values, images_per_s))
         if chief and (done % tc.image_every == 0 or last):
             _log_grids(writer, run_dir, done, trainer.model, grid_inputs, figures)
         if done % tc.ckpt_every == 0 or last:
@@ -215,7 +215,7 @@ def train(cfg: Config) -> dict:
     progress.close()
     end_step = int(trainer.step.numpy())
     summary = {"run_dir": run_dir, "start_step": start, "end_step": end_step, "steps_run": end_step - start,
-               "phase": PHASES[phase_at(max(end_step - 1, 0), tc)], "wall_s": round(time.time() - t0, 1),
+               "phase": phase_at(max(end_step - 1, 0), tc), "wall_s": round(time.time() - t0, 1),
                "final_losses": values, "images_per_s": images_per_s, "replicas": replicas,
                "checkpoint": manager.latest_checkpoint, "data": {k: info[k] for k in ("dataset", "n_images")}}
     if chief:

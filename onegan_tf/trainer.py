@@ -13,6 +13,7 @@ per step from a stateless seed (`step_noise`), so the state of the random stream
 from __future__ import annotations
 
 import types
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
@@ -20,33 +21,95 @@ import tensorflow as tf
 from onegan_tf import losses
 from onegan_tf.adam import FusedAdam
 from onegan_tf.config import Config, TrainConfig
-from onegan_tf.model import OneGAN, parent_of, sample_betas, sample_children, sample_eps, sample_z
+from onegan_tf.model import (BETA_NAMES, EPS_NAMES, OneGAN, parent_of, sample_betas, sample_children,
+                             sample_eps, sample_z)
 from onegan_tf.networks import example_inputs
 
+# The phases in schedule order (Sec. 4.3) and the paths each runs: generation always; the reconstruction of
+# fake images from IIa; of real images from IIb. A checkpoint's `phase` variable stores the index into PHASES.
 PHASES = ("I", "IIa", "IIb")
-# The paths each phase runs (Sec. 4.3): generation always; fake reconstruction from IIa; real from IIb.
-PHASE_PATHS = {0: ("gen",), 1: ("gen", "rec_fake"), 2: ("gen", "rec_fake", "rec_real")}
+PHASE_PATHS = {"I": ("gen",), "IIa": ("gen", "rec_fake"), "IIb": ("gen", "rec_fake", "rec_real")}
 CLONED_PATHS = ("rec_fake", "rec_real")
+# The generation path's networks, in the order `OneGAN.generate` calls them (Eq. 1-5).
+GENERATION_NETWORKS = ("V_c", "V_p", "V_bg", "G_bg0", "G_fg0", "G_bg1", "G_fg1", "G_fg2")
 
 
-def phase_at(step: int, tc: TrainConfig) -> int:
-    """Index into PHASES of the phase that `step` (0-based) belongs to."""
+class NetworkCall(NamedTuple):
+    """One network call of a training step: `samples` per sample of the global batch; whether the gradient
+    with respect to its inputs flows (`input_grad`) and whether this call's loss trains its weights."""
+    what: str
+    network: str
+    samples: int
+    input_grad: bool
+    weight_grad: bool
+
+
+def check_phase(phase: str) -> str:
+    """`phase` if it names a phase of PHASES; a ValueError naming the allowed ones otherwise."""
+    if phase not in PHASE_PATHS:
+        raise ValueError(f"unknown phase {phase!r}; the phases are {PHASES}")
+    return phase
+
+
+def phase_at(step: int, tc: TrainConfig) -> str:
+    """The phase (a name of PHASES) that `step` (0-based) belongs to."""
     if step < tc.phase1_steps:
-        return 0
+        return "I"
     if step < tc.phase1_steps + tc.phase2a_steps:
-        return 1
-    return 2
+        return "IIa"
+    return "IIb"
 
 
 def step_plan(tc: TrainConfig) -> list[dict]:
     """The schedule as rows {phase, first, last, steps, paths}; phases of length 0 are left out."""
     rows, first = [], 0
-    for i, length in enumerate((tc.phase1_steps, tc.phase2a_steps, tc.phase2b_steps)):
+    for phase, length in zip(PHASES, (tc.phase1_steps, tc.phase2a_steps, tc.phase2b_steps)):
         if length:
-            rows.append({"phase": PHASES[i], "first": first, "last": first + length - 1, "steps": length,
-                         "paths": " + ".join(PHASE_PATHS[i])})
+            rows.append({"phase": phase, "first": first, "last": first + length - 1, "steps": length,
+                         "paths": " + ".join(PHASE_PATHS[phase])})
         first += length
     return rows
+
+
+def step_calls(phase: str, tc: TrainConfig, bypass: bool = True) -> list[NetworkCall]:
+    """Every network call of one training step of `phase`, in the order `OneGANTrainer._replica_fn` makes
+    them; loss terms of weight 0 are not computed, so their calls are left out. The FLOP count of a step
+    (`flops.step_flops`) is read from this list; `tests/test_bench.py` checks it against the traced step."""
+    calls = []
+
+    def add(what, nets, samples, input_grad, weight_grad):
+        calls.extend(NetworkCall(what, net, samples, input_grad, weight_grad) for net in nets)
+
+    # Generation path (Eq. 1-5): every generator, trained by L_GEN.
+    add("generate", GENERATION_NETWORKS, 1, True, True)
+    rec = PHASE_PATHS[check_phase(phase)][1:]
+    # Reconstruction paths (Eq. 6-9): the encoders, then the generators on the mixed codes.
+    for path in rec:
+        nets = ("E_p", "E_c", "V_c", "V_p", "V_bg", "G_fg0", "G_fg1", "G_fg2", "G_bg0")
+        add(f"reconstruct {path}", nets + (("E_bg",) if bypass else ()) + ("G_bg1",), 1, True, True)
+    # Discriminator updates (Eq. 10), one pair per path, on stopped fakes: D_bg on [X_bg, fake_bg, X_c],
+    # D_c on [X_c, fake].
+    for path in ("gen",) + rec:
+        add(f"D update {path}", ("D_bg",), 3, True, True)
+        add(f"D update {path}", ("D_c",), 2, True, True)
+    # Generation losses (Eq. 11-14): D_c's head B is trained by L_E (its trunk is not; counted as not).
+    if tc.weight_G or tc.weight_E:
+        add("L_G/L_E", ("D_c",), 1, True, False)
+    if tc.weight_G:
+        add("L_G", ("D_bg",), 1, True, False)
+    if tc.weight_E or tc.weight_MSE:
+        add("L_E/L_MSE", ("E_p", "E_c"), 1, True, True)
+        if tc.weight_MSE and bypass:
+            add("L_MSE", ("E_bg",), 1, True, True)
+    # Reconstruction losses (Eq. 15-18): D_c, and D_bg for the fake path's L_PER, judge the reconstructions.
+    for path in rec:
+        if tc.weight_PER or tc.weight_adv_rec:
+            add(f"L_PER/L_G {path}", ("D_c",), 2 if tc.weight_PER else 1, True, False)
+        per_bg = tc.weight_PER and path == "rec_fake"
+        if per_bg or tc.weight_adv_rec:
+            add(f"L_PER/L_G {path}", ("D_bg",), 2 if per_bg else 1, True, False)
+    return calls
+
 
 
 def step_noise(seed: int, step, batch: int, cfg: Config) -> dict:
@@ -94,6 +157,7 @@ class OneGANTrainer(tf.Module):
                 setattr(self, f"D_bg_{path}", _clone(m.D_bg, "D_bg", path, cfg.model))
                 setattr(self, f"D_c_{path}", _clone(m.D_c, "D_c", path, cfg.model))
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            # The phase of the last step run, as its index into PHASES (what checkpoints have always stored).
             self.phase = tf.Variable(0, dtype=tf.int64, trainable=False, name="phase")
             self.clones_ready = tf.Variable(False, trainable=False, name="clones_ready")
             # Variable lists: the discriminators' own weights (Eq. 10) and everything L_GEN + L_AE trains.
@@ -157,8 +221,10 @@ class OneGANTrainer(tf.Module):
         self.clones_ready.assign(True)
 
     # -- one iteration --------------------------------------------------------------------------------------
-    def train_step(self, dist_batch, phase: int) -> dict:
-        """Run one distributed iteration of `phase`; returns the global-batch mean of every loss term."""
+    def train_step(self, dist_batch, phase: str) -> dict:
+        """Run one distributed iteration of `phase` (a name of PHASES); returns the global-batch mean of every
+        loss term."""
+        check_phase(phase)
         fns = self._untracked.step_fns
         if phase not in fns:
             fns[phase] = tf.function(self._make_step(phase))
@@ -179,7 +245,7 @@ class OneGANTrainer(tf.Module):
             self.bad_step.assign(tf.where(tf.logical_and(tf.logical_not(finite), self.bad_step < 0),
                                           self.step, self.bad_step))
             self.step.assign_add(1)
-            self.phase.assign(phase)
+            self.phase.assign(PHASES.index(phase))
             return out
         return step
 
@@ -218,8 +284,8 @@ class OneGANTrainer(tf.Module):
 
     @staticmethod
     def _path_noise(batch, path):
-        betas = {k: batch[f"{path}/{k}"] for k in ("beta1", "beta2", "beta3", "beta4")}
-        eps = {k: batch[f"{path}/eps_{k}"] for k in ("p", "c", "z")}
+        betas = {k: batch[f"{path}/{k}"] for k in BETA_NAMES}
+        eps = {k: batch[f"{path}/eps_{k}"] for k in EPS_NAMES}
         return betas, eps
 
     def _weights(self, paths) -> dict:

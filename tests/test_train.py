@@ -147,7 +147,7 @@ def test_phase_two_clones_discriminators_with_their_optimiser_state():
         assert _same(_opt_state(trainer.d_optimizers()[path]), gen_opt)
     assert int(trainer.opt_D_rec_fake.iterations.numpy()) == 1
 
-    out = trainer.train_step(_tiny_batch(cfg), phase=1)
+    out = trainer.train_step(_tiny_batch(cfg), phase="IIa")
     assert all(np.isfinite(float(v)) for v in out.values())
     assert {"D_rec_fake/L_D", "rec_fake/L_G"} <= set(out) and not any(k.startswith("rec_real") for k in out)
     now = {p: [_weights(n) for n in trainer.discriminators(p)] for p in ("gen",) + CLONED_PATHS}
@@ -262,7 +262,7 @@ def test_one_phase_iib_step_of_the_full_size_model_at_batch_2():
     batch = _tiny_batch(cfg)
     before = np.array(trainer.model.G_fg2.weights[0])
     t0 = time.time()
-    out = trainer.train_step(batch, phase=2)
+    out = trainer.train_step(batch, phase="IIb")
     elapsed = time.time() - t0
     print(f"full-size Phase IIb step at batch 2 (trace + run): {elapsed:.1f} s")
     assert _expected_terms(("rec_fake", "rec_real")) == {f"loss/{k}" for k in out}

@@ -23,7 +23,7 @@ def main():
     ap.add_argument("--batch_size", type=int, default=20)
     a = ap.parse_args()
     model = OneGAN(ModelConfig(image_size=a.image_size, channel_mult=a.channel_mult))
-    steps = {name: flops.step_flops(model, TrainConfig(), phase, a.batch_size) for phase, name in enumerate(PHASES)}
+    steps = {phase: flops.step_flops(model, TrainConfig(), phase, a.batch_size) for phase in PHASES}
     out = {"params": model.parameter_counts(),
            "forward_flops": {name: f["forward"] for name, f in steps.items()},
            "training_flops": {name: f["training"] for name, f in steps.items()}}
