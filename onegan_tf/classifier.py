@@ -24,8 +24,8 @@ from typing import Sequence
 import numpy as np
 from absl import flags
 
+from onegan_tf import cli
 from onegan_tf.data import labeled
-from onegan_tf.flags import parse_private
 
 BACKBONES = ("inception_v3", "small_cnn")
 WEIGHTS = ("imagenet", "none")
@@ -124,7 +124,7 @@ def _define_flags(fv: flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    fv = parse_private(argv, _define_flags, required=("data", "out"),
+    fv = cli.parse(argv, _define_flags, required=("data", "out"),
                        usage="python -m onegan_tf.classifier --data=<folder|synthetic> --out=model.keras [...]")
     if fv is None:
         return 2

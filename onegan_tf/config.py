@@ -200,7 +200,6 @@ class TrainConfig:
     final_num_generated: int = _field(2000, "Images generated for the final FID/IS.")
     final_export: bool = _field(False, "Export the SavedModel to run_dir/export when training ends.")
 
-
     def __post_init__(self):
         for name in ("phase1_steps", "phase2a_steps", "phase2b_steps", "total_steps"):
             if int(getattr(self, name)) < 0:

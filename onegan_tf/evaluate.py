@@ -19,13 +19,25 @@ import os
 import sys
 import time
 import types
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
+from absl import flags
+from tqdm import tqdm
 
-from onegan_tf import tasks
-from onegan_tf.config import Config
-from onegan_tf.metrics import registry
+from onegan_tf import cli, data, tasks
+from onegan_tf.checkpoint import (
+    CheckpointMismatchError,
+    find_checkpoint,
+    load_config,
+    load_run,
+)
+from onegan_tf.config import Config, ConfigError
+from onegan_tf.data.sources import DataError
+from onegan_tf.figures import save_png
+from onegan_tf.files import write_json
+from onegan_tf.metrics import feature_network, registry
 from onegan_tf.model import OneGAN, sample_z
 
 SPLITS = ("object", "test", "all", "background_images")
@@ -48,8 +60,6 @@ class ModelEvalContext:
     def __init__(self, model: OneGAN, cfg: Config, split: str = "object", batch_size: int = 50,
                  num_generated: int = 0, feature_net: str = "inception_imagenet", seed: int = 0,
                  progress: bool = True, info: dict | None = None):
-        from onegan_tf import data
-
         if split not in SPLITS:
             raise ValueError(f"split={split!r} is not supported; allowed values: {SPLITS}")
         info = info or data.describe(cfg.data)
@@ -73,8 +83,6 @@ class ModelEvalContext:
 
     # -- EvalContext -------------------------------------------------------------------------------------
     def progress(self, iterable, description: str):
-        from tqdm import tqdm
-
         total = len(iterable) if hasattr(iterable, "__len__") else math.ceil(self.n_images / self.batch_size)
         return tqdm(iterable, desc=description, total=total, unit="batch", disable=not self.show_progress,
                     file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
@@ -82,8 +90,6 @@ class ModelEvalContext:
     def real_batches(self):
         """A fresh generator over the split: {image, child, parent (with labels), mask [B, H, W] (with masks)}."""
         if self._dataset is None:
-            from onegan_tf import data
-
             self._dataset = data.eval_dataset(self.cfg.data, self.model.cfg.image_size, self.batch_size,
                                               self.split)
         for batch in self._dataset.as_numpy_iterator():
@@ -109,8 +115,6 @@ class ModelEvalContext:
 
     def feature_net(self):
         if self._feature_net is None:
-            from onegan_tf.metrics import feature_network
-
             self._feature_net = feature_network(self.feature_net_spec, batch_size=self.batch_size)
         return self._feature_net
 
@@ -143,9 +147,6 @@ def evaluate(run_dir: str, metrics=DEFAULT_METRICS, split: str = "object", check
     model: an already loaded model for the run (e.g. at the end of training); the checkpoint is then only
     named in the report, not read.
     """
-    from onegan_tf import data
-    from onegan_tf.checkpoint import find_checkpoint, load_config, load_run
-    from onegan_tf.figures import save_png
 
     t0 = time.time()
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
@@ -182,7 +183,6 @@ def evaluate(run_dir: str, metrics=DEFAULT_METRICS, split: str = "object", check
                         "description": None if net is None else repr(net)},
         "figures": written, "out_dir": out_dir, "wall_s": round(time.time() - t0, 2), "config": cfg.to_dict(),
     }
-    from onegan_tf.files import write_json
 
     write_json(os.path.join(out_dir, "report.json"), report)
     return report
@@ -205,16 +205,31 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv):
-    from absl import app, flags
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("run_dir", None, "Run directory written by `python -m onegan_tf.train`.", flag_values=fv)
+    flags.DEFINE_string("checkpoint", "", "Checkpoint prefix to evaluate ('' = the latest of run_dir/ckpt).",
+                        flag_values=fv)
+    flags.DEFINE_list("metrics", list(DEFAULT_METRICS), f"Metrics, comma-separated: {', '.join(DEFAULT_METRICS)}.",
+                      flag_values=fv)
+    flags.DEFINE_enum("split", "object", list(SPLITS), "Evaluation images: object (the 80 %), test (synthetic's "
+                      "held-out set), all, background_images.", flag_values=fv)
+    flags.DEFINE_string("feature_net", "inception_imagenet", "Classifier of FID/IS/CFID/CIS: inception_imagenet, "
+                        "inception_random (tests only) or PATH.keras.", flag_values=fv)
+    flags.DEFINE_integer("num_generated", 30000, "Images generated for FID and IS.", flag_values=fv)
+    flags.DEFINE_integer("batch_size", 50, "Batch size of the model and the classifier.", flag_values=fv)
+    flags.DEFINE_string("out", "", "Output directory ('' = RUN/eval).", flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Seed of the generated classes and codes.", flag_values=fv)
+    flags.DEFINE_boolean("figures", True, "Write the figure grids next to the report.", flag_values=fv)
+    flags.DEFINE_boolean("progress", True, "Show progress bars.", flag_values=fv)
 
-    from onegan_tf.checkpoint import CheckpointMismatchError
-    from onegan_tf.config import ConfigError
-    from onegan_tf.data.sources import DataError
 
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    F = flags.FLAGS
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m onegan_tf.evaluate --run_dir=RUN [--metrics=...]`: the report of a run; 2 on bad input."""
+    F = cli.parse(argv, define_flags, required=["run_dir"],
+                  usage="python -m onegan_tf.evaluate --run_dir=RUN [--metrics=segmentation,clustering,...] "
+                  "[--split=object]")
+    if F is None:
+        return 2
     try:
         report = evaluate(F.run_dir, F.metrics, F.split, F.checkpoint or None, F.feature_net, F.num_generated,
                           F.batch_size, F.out or None, F.seed, F.figures, F.progress)
@@ -226,26 +241,5 @@ def main(argv):
     return 0
 
 
-def _define_flags():
-    from absl import flags
-
-    flags.DEFINE_string("run_dir", None, "Run directory written by `python -m onegan_tf.train`.", required=True)
-    flags.DEFINE_string("checkpoint", "", "Checkpoint prefix to evaluate ('' = the latest of run_dir/ckpt).")
-    flags.DEFINE_list("metrics", list(DEFAULT_METRICS), f"Metrics, comma-separated: {', '.join(DEFAULT_METRICS)}.")
-    flags.DEFINE_enum("split", "object", list(SPLITS), "Evaluation images: object (the 80 %), test (synthetic's "
-                      "held-out set), all, background_images.")
-    flags.DEFINE_string("feature_net", "inception_imagenet", "Classifier of FID/IS/CFID/CIS: inception_imagenet, "
-                        "inception_random (tests only) or PATH.keras.")
-    flags.DEFINE_integer("num_generated", 30000, "Images generated for FID and IS.")
-    flags.DEFINE_integer("batch_size", 50, "Batch size of the model and the classifier.")
-    flags.DEFINE_string("out", "", "Output directory ('' = RUN/eval).")
-    flags.DEFINE_integer("seed", 0, "Seed of the generated classes and codes.")
-    flags.DEFINE_boolean("figures", True, "Write the figure grids next to the report.")
-    flags.DEFINE_boolean("progress", True, "Show progress bars.")
-
-
 if __name__ == "__main__":
-    from absl import app
-
-    _define_flags()
-    app.run(main)
+    sys.exit(main())

@@ -57,8 +57,8 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
+from onegan_tf import cli
 from onegan_tf.config import ConfigError, ModelConfig
-from onegan_tf.flags import parse_private
 from onegan_tf.model import BETA_NAMES, OneGAN, inference_beta_values, sample_eps, sample_z
 from onegan_tf.networks import NETWORK_NAMES
 
@@ -80,7 +80,7 @@ class ExportError(RuntimeError):
 
 def center_square_resize(image, size: int):
     """uint8 [H, W, 3] -> float32 [size, size, 3] in [-1, 1]: the central square, resized bilinearly with
-    antialiasing and rounded to 8-bit values (as `onegan_tf.tasks.prepare_image` prepares image files).
+    antialiasing and rounded to 8-bit values (as `onegan_tf.data.images.prepare_image` prepares image files).
 
     Images already `size` x `size` pass through unresampled, so a PNG of a model-sized image is exact.
     """
@@ -453,7 +453,7 @@ def _define_flags(fv: flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    fv = parse_private(argv, _define_flags, required=("run_dir", ("export_dir", "keras_dir")),
+    fv = cli.parse(argv, _define_flags, required=("run_dir", ("export_dir", "keras_dir")),
                        usage="python -m onegan_tf.export --run_dir=RUN (--export_dir=DIR [--model_name=onegan] "
                        "[--version=N] | --keras_dir=DIR)")
     if fv is None:

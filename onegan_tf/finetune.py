@@ -10,7 +10,7 @@ E_c (supplementary Tab. 5) learns, without labels, the child (fine) class of an 
 
 `--data` is a folder `<root>/<class_name>/*.png|jpg` (classes are the sub-folders, sorted by name) or
 `synthetic` (`onegan_tf.data.synthetic`, labelled by child class). Images are centre-cropped to a square and
-resized to E_c's input size, as every user image is (`onegan_tf.data.labeled`, `tasks.prepare_image`).
+resized to E_c's input size, as every user image is (`onegan_tf.data.labeled`, `data.images.prepare_image`).
 `--shots_per_class=K` keeps K seeded training images per class (0 = all); the images left over (up to
 `--val_per_class` per class) measure validation accuracy.
 
@@ -28,8 +28,8 @@ from typing import Sequence
 import numpy as np
 from absl import flags
 
+from onegan_tf import cli
 from onegan_tf.data import labeled
-from onegan_tf.flags import parse_private
 
 
 def build_classifier(encoder, num_classes: int, freeze_backbone: bool = False, dropout: float = 0.2):
@@ -132,7 +132,7 @@ def _define_flags(fv: flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    fv = parse_private(argv, _define_flags, required=("encoder", "data", "out"),
+    fv = cli.parse(argv, _define_flags, required=("encoder", "data", "out"),
                        usage="python -m onegan_tf.finetune --encoder=DIR/E_c.keras --data=<folder|synthetic> "
                        "--out=clf.keras [--shots_per_class=K] [--freeze_backbone] [...]")
     if fv is None:

@@ -129,7 +129,8 @@ class OneGAN(tf.Module):
 
     # -- encoders (Eq. 6-8) ------------------------------------------------------------------------------
     def encode(self, I, training: bool = False) -> dict:
-        """Eq. 7-8: E_p(I) and E_c(I) merged into one dict (e_p_hat, mu_p, sigma_p, B_fg, mu_z, sigma_z, e_c_hat, ...)."""
+        """Eq. 7-8: E_p(I) and E_c(I) merged into one dict (e_p_hat, mu_p, sigma_p, B_fg, mu_z, sigma_z, e_c_hat,
+        ...)."""
         I = _check_images(I, self.cfg.image_size)
         return {**self.E_p(I, training=training), **self.E_c(I, training=training)}
 

@@ -19,8 +19,7 @@ import keras
 from keras import ops
 
 from onegan_tf.config import ModelConfig
-from onegan_tf.layers import (DownBlock, Normalize, ResBlock, SameBlock, UpBlock, broadcast_code, conv,
-                              register, GLUNorm)
+from onegan_tf.layers import DownBlock, GLUNorm, Normalize, ResBlock, SameBlock, UpBlock, broadcast_code, conv, register
 
 # image size -> (resize target, strides of the three convs); Tab. 8 is the 128 row. Patch grids: 4x4, 3x3, 5x5.
 D_BG_GEOMETRY = {128: (126, (2, 2, 4)), 64: (62, (2, 2, 2)), 32: (30, (2, 1, 1))}

@@ -13,20 +13,27 @@ metrics (the demo flagfile does):
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
 import time
+from typing import Sequence
 
+import keras
 import numpy as np
+from absl import flags
 
+from onegan_tf import baselines, cli, data, evaluate, export
+from onegan_tf.checkpoint import load_config, load_run
+from onegan_tf.classifier import build_classifier
 from onegan_tf.config import Config
+from onegan_tf.files import write_json
 
 CLASSIFIER_EPOCHS = 8
 
 
 def collect(data_cfg, image_size: int, split: str, batch_size: int = 100) -> dict:
     """A whole (small) evaluation split as numpy arrays: image, mask (bool, H x W), child, parent."""
-    from onegan_tf import data
-
     parts = {"image": [], "mask": [], "child": [], "parent": []}
     for batch in data.eval_dataset(data_cfg, image_size, batch_size, split):
         for k in parts:
@@ -44,9 +51,6 @@ def train_feature_classifier(cfg: Config, out_path: str, epochs: int = CLASSIFIE
 
     train: `collect(cfg.data, image_size, "object")` when the caller already has it.
     """
-    import keras
-
-    from onegan_tf.classifier import build_classifier
 
     train = collect(cfg.data, cfg.model.image_size, "object") if train is None else train
     if np.any(train["child"] < 0):
@@ -66,15 +70,10 @@ def train_feature_classifier(cfg: Config, out_path: str, epochs: int = CLASSIFIE
 
 def finalize_run(cfg: Config, model=None, step: int | None = None) -> dict:
     """Evaluate the finished run of `cfg`, compare with the baselines, export it and write report.md."""
-    from onegan_tf import baselines, evaluate, export
-    from onegan_tf.files import write_json
-
     tc, mc = cfg.train, cfg.model
     run_dir = tc.run_dir
     out_dir = os.path.join(run_dir, "eval")
     if model is None:
-        from onegan_tf.checkpoint import load_run
-
         run = load_run(run_dir)
         model, step = run.model, run.step
     t0 = time.time()
@@ -164,7 +163,7 @@ def markdown(cfg: Config, summary: dict) -> str:
     for name, path in report.get("figures", {}).items():
         rel = os.path.relpath(path, cfg.train.run_dir)
         lines += [f"**{captions.get(name, name)}**", "", f"![{name}]({rel})", ""]
-    lines += ["## Files", "", f"- metrics: `eval/report.json`, with baselines: `eval/final.json`",
+    lines += ["## Files", "", "- metrics: `eval/report.json`, with baselines: `eval/final.json`",
               f"- checkpoint: `{report.get('checkpoint')}`"]
     if summary.get("export"):
         lines.append(f"- SavedModel for TF Serving: `{os.path.relpath(summary['export'], cfg.train.run_dir)}`")
@@ -172,28 +171,20 @@ def markdown(cfg: Config, summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("run_dir", None, "Run directory written by `python -m onegan_tf.train`.", flag_values=fv)
+    flags.DEFINE_string("metrics", None, "Override the run's --final_eval (comma-separated metrics).",
+                        flag_values=fv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     """`python -m onegan_tf.report --run_dir=RUN`: (re)do the end of a finished run with its own settings."""
-    import sys
-
-    from onegan_tf.checkpoint import load_config
-    from onegan_tf.flags import parse_private
-
-    def define(fv):
-        from absl import flags
-
-        flags.DEFINE_string("run_dir", None, "Run directory written by `python -m onegan_tf.train`.", flag_values=fv)
-        flags.DEFINE_string("metrics", None, "Override the run's --final_eval (comma-separated metrics).",
-                            flag_values=fv)
-
-    fv = parse_private(sys.argv if argv is None else argv, define, ["run_dir"],
-                       "python -m onegan_tf.report --run_dir=RUN [--metrics=segmentation,clustering,...]")
+    fv = cli.parse(argv, define_flags, ["run_dir"],
+                   "python -m onegan_tf.report --run_dir=RUN [--metrics=segmentation,clustering,...]")
     if fv is None:
         return 2
     cfg = load_config(fv.run_dir)
     if fv.metrics is not None or cfg.train.run_dir != fv.run_dir:
-        import dataclasses
-
         train = dataclasses.replace(cfg.train, run_dir=fv.run_dir,
                                     final_eval=cfg.train.final_eval if fv.metrics is None else fv.metrics)
         cfg = dataclasses.replace(cfg, train=train)
@@ -203,4 +194,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

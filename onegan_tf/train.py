@@ -15,18 +15,28 @@ import os
 import sys
 import tempfile
 import time
+from typing import Sequence
 
+import keras
 import numpy as np
-from absl import app, flags, logging
+import tensorflow as tf
+from absl import flags, logging
+from tqdm import tqdm
 
+from onegan_tf import cli, data, figures
 from onegan_tf.config import Config, ConfigError
 from onegan_tf.files import write_json
 from onegan_tf.flags import config_from_flags, define_config_flags
-
-define_config_flags()
-flags.DEFINE_boolean("dry_run", False, "Print the resolved config, the parameter count of every sub-network "
-                     "and the per-phase step plan, then exit without training.")
-FLAGS = flags.FLAGS
+from onegan_tf.model import OneGAN, sample_z
+from onegan_tf.report import finalize_run
+from onegan_tf.trainer import (
+    PHASES,
+    OneGANTrainer,
+    config_differences,
+    phase_at,
+    step_noise,
+    step_plan,
+)
 
 # Settings that may change between a run and its resumption (bookkeeping, devices, speed).
 RESUMABLE_CHANGES = ("run_dir", "log_every", "image_every", "ckpt_every", "keep_checkpoints", "profile_steps",
@@ -49,8 +59,6 @@ class IncompatibleRunError(RuntimeError):
 
 def make_strategy(tc):
     """default: one device; mirrored: all local GPUs (or --devices); multi_worker: from TF_CONFIG."""
-    import tensorflow as tf
-
     if tc.strategy == "default":
         return tf.distribute.get_strategy()
     if tc.strategy == "mirrored":
@@ -72,8 +80,6 @@ def is_chief(strategy) -> bool:
 
 def check_data(cfg: Config) -> dict:
     """Fail before any work when the data cannot feed this model; returns `data.describe`."""
-    from onegan_tf import data
-
     mc = cfg.model
     if cfg.data.dataset != "synthetic" and cfg.data.data_dir and not os.path.isdir(cfg.data.data_dir):
         raise ConfigError(f"--data_dir={cfg.data.data_dir!r} does not exist or is not a directory")
@@ -87,8 +93,6 @@ def check_data(cfg: Config) -> dict:
 
 def check_resumable(cfg: Config, run_dir: str) -> None:
     """Refuse to resume a checkpoint written with other settings, naming each difference."""
-    from onegan_tf.trainer import config_differences
-
     path = os.path.join(run_dir, "config.json")
     has_ckpt = os.path.exists(os.path.join(run_dir, "ckpt", "checkpoint"))
     if not has_ckpt:
@@ -106,9 +110,6 @@ def check_resumable(cfg: Config, run_dir: str) -> None:
 
 def dry_run(cfg: Config, out=sys.stdout) -> dict:
     """Resolved config, per-network parameter counts and the step plan, printed; nothing trained."""
-    from onegan_tf.model import OneGAN
-    from onegan_tf.trainer import step_plan
-
     counts = OneGAN(cfg.model).parameter_counts()
     plan = step_plan(cfg.train)
     print("Resolved config:", cfg.to_json(), sep="\n", file=out)
@@ -128,11 +129,6 @@ def dry_run(cfg: Config, out=sys.stdout) -> dict:
 
 def train(cfg: Config) -> dict:
     """Train (or resume) the run of `cfg`; returns the summary also written to run_dir/summary.json."""
-    import keras
-    import tensorflow as tf
-
-    from onegan_tf import data, figures
-    from onegan_tf.trainer import PHASES, OneGANTrainer, phase_at, step_noise
 
     tc, mc = cfg.train, cfg.model
     run_dir = tc.run_dir
@@ -222,8 +218,6 @@ def train(cfg: Config) -> dict:
         write_json(os.path.join(run_dir, "summary.json"), summary)
         print(_summary_text(summary), flush=True)
         if tc.final_eval or tc.final_export:
-            from onegan_tf.report import finalize_run
-
             final = finalize_run(cfg, trainer.model, end_step)
             summary["report"] = os.path.join(run_dir, "report.md")
             print(f"  report: {summary['report']} (final evaluation and export: {final['wall_s']} s)", flush=True)
@@ -242,9 +236,6 @@ def _raise_if_not_finite(trainer, values, manager):
 
 def _grid_inputs(cfg: Config, data):
     """Fixed codes and real images for the figure grids, the same at every logging step."""
-    import tensorflow as tf
-
-    from onegan_tf.model import sample_z
 
     mc = cfg.model
     n = min(GRID_COLUMNS, mc.n_child)
@@ -255,8 +246,6 @@ def _grid_inputs(cfg: Config, data):
 
 
 def _log_grids(writer, run_dir, step, model, inputs, figures):
-    import tensorflow as tf
-
     gen = {k: v.numpy() for k, v in model.generate(inputs["child"], inputs["z"]).items()}
     rec = {k: v.numpy() for k, v in model.reconstruct(inputs["real"]["image"]).items()}
     grids = {"generation": figures.generation_figure(gen),
@@ -270,8 +259,6 @@ def _log_grids(writer, run_dir, step, model, inputs, figures):
 
 
 def _log_scalars(writer, run_dir, step, phase, scalars):
-    import tensorflow as tf
-
     with writer.as_default(step=step):
         for k, v in scalars.items():
             tf.summary.scalar(k, v, step=step)
@@ -281,8 +268,6 @@ def _log_scalars(writer, run_dir, step, phase, scalars):
 
 
 def _progress(tc, start, chief):
-    from tqdm import tqdm
-
     return tqdm(total=tc.steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
                 disable=not (tc.progress and chief), file=sys.stderr, mininterval=1.0)
 
@@ -303,12 +288,21 @@ def _summary_text(s):
     return "\n".join(lines)
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+def define_flags(fv: flags.FlagValues) -> None:
+    """Every config field as a flag (`onegan_tf.flags`), and --dry_run."""
+    define_config_flags(fv)
+    flags.DEFINE_boolean("dry_run", False, "Print the resolved config, the parameter count of every sub-network "
+                         "and the per-phase step plan, then exit without training.", flag_values=fv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m onegan_tf.train [--flagfile=configs/cub.cfg] [--FIELD=VALUE ...]`; 2 on a bad setting."""
+    fv = cli.parse(argv, define_flags, usage="python -m onegan_tf.train --flagfile=configs/cub.cfg [--FIELD=VALUE ...]")
+    if fv is None:
+        return 2
     try:
-        cfg = config_from_flags()
-        if FLAGS.dry_run:
+        cfg = config_from_flags(fv)
+        if fv.dry_run:
             dry_run(cfg)
             return 0
         train(cfg)
@@ -320,4 +314,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    sys.exit(main())

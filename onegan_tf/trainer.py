@@ -21,8 +21,16 @@ import tensorflow as tf
 from onegan_tf import losses
 from onegan_tf.adam import FusedAdam
 from onegan_tf.config import Config, TrainConfig
-from onegan_tf.model import (BETA_NAMES, EPS_NAMES, OneGAN, parent_of, sample_betas, sample_children,
-                             sample_eps, sample_z)
+from onegan_tf.model import (
+    BETA_NAMES,
+    EPS_NAMES,
+    OneGAN,
+    parent_of,
+    sample_betas,
+    sample_children,
+    sample_eps,
+    sample_z,
+)
 from onegan_tf.networks import example_inputs
 
 # The phases in schedule order (Sec. 4.3) and the paths each runs: generation always; the reconstruction of
@@ -111,7 +119,6 @@ def step_calls(phase: str, tc: TrainConfig, bypass: bool = True) -> list[Network
     return calls
 
 
-
 def step_noise(seed: int, step, batch: int, cfg: Config) -> dict:
     """Every random draw of one iteration, for the global batch, from the stateless seed (seed, step).
 
@@ -147,7 +154,6 @@ class OneGANTrainer(tf.Module):
         super().__init__(name="trainer")
         self.cfg = cfg
         self.strategy = strategy or tf.distribute.get_strategy()
-        tc = cfg.train
         with self.strategy.scope():
             self.model = OneGAN(cfg.model)
             m = self.model
@@ -251,7 +257,7 @@ class OneGANTrainer(tf.Module):
 
     def _replica_fn(self, phase):
         paths = PHASE_PATHS[phase]
-        m, tc = self.model, self.cfg.train
+        m = self.model
 
         def replica(batch):
             n = tf.cast(tf.distribute.get_replica_context().num_replicas_in_sync, tf.float32)

@@ -11,7 +11,6 @@ import sys
 import textwrap
 
 import pytest
-
 from tiny import REPO, tiny_flags, train_command, train_env
 
 # Runs in a fresh process: the two logical CPUs must be configured before TensorFlow initialises devices.

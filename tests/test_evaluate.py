@@ -12,12 +12,12 @@ import types
 import numpy as np
 import pytest
 from PIL import Image
+from test_tasks import tiny_run
+from tiny import REPO, train_env
 
 from onegan_tf import evaluate as ev
 from onegan_tf.checkpoint import load_run
 from onegan_tf.metrics import MetricError
-from test_tasks import tiny_run
-from tiny import REPO, train_env
 
 ALL = ["segmentation", "clustering", "fid", "is", "cfid", "cis"]
 REPORT_KEYS = {"metrics", "config", "run_dir", "checkpoint", "step", "split", "dataset", "n_images",
@@ -45,8 +45,9 @@ def classifier(tmp_path_factory):
 
 def _folder_run(root, labels=True):
     """A run directory over a folder dataset without masks (and optionally without labels); no checkpoint."""
-    from onegan_tf.files import write_json
     from tiny import tiny_config
+
+    from onegan_tf.files import write_json
 
     data = root / "data"
     (data / "images").mkdir(parents=True)

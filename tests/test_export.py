@@ -349,7 +349,7 @@ def test_bytes_are_centre_cropped_and_resized_to_the_model_size():
     assert np.abs(got[1] - want).mean() < 0.05  # JPEG is lossy
     from PIL import Image
 
-    from onegan_tf.tasks import prepare_image  # the tasks CLI prepares image files the same way
+    from onegan_tf.data.images import prepare_image  # the tasks CLI prepares image files the same way
     np.testing.assert_allclose(got[0], prepare_image(Image.fromarray(wide), 32), atol=1e-6)
     exact = rng.integers(0, 256, (32, 32, 3), np.uint8)
     np.testing.assert_array_equal(export.decode_images(tf.constant([tf.io.encode_png(exact).numpy()]), 32)[0],

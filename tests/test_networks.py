@@ -172,7 +172,8 @@ def test_bias_rule_only_layers_not_followed_by_a_norm_have_a_bias(small_nets):
     assert not any(layer.use_bias for layer in followed_by_norm)
     heads = [nets["G_bg1"].to_rgb, nets["G_fg2"].to_rgb, nets["G_fg2"].to_mask, nets["E_c"].logits,
              nets["E_c"].mu, nets["E_c"].sigma, nets["E_p"].logits, nets["E_p"].mu_z, nets["D_c"].head_a,
-             nets["D_c"].head_b, nets["D_bg"].head_a, nets["D_bg"].head_b, nets["D_bg"].conv1, nets["D_bg"].conv2, nets["D_bg"].conv3]
+             nets["D_c"].head_b, nets["D_bg"].head_a, nets["D_bg"].head_b, nets["D_bg"].conv1, nets["D_bg"].conv2,
+             nets["D_bg"].conv3]
     assert all(layer.use_bias for layer in heads)
 
 

@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 import pytest
-
 from tiny import REPO, RUN_FLAGS, reference_run, run_train, tiny_flags, train_command, train_env
 
 

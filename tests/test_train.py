@@ -13,7 +13,6 @@ import types
 
 import numpy as np
 import pytest
-
 from tiny import REPO, reference_run, run_train, tiny_config
 
 GEN_TERMS = {"gen/L_G", "gen/L_E", "gen/L_MSE", "gen/L_Rv", "gen/L_RM"}
