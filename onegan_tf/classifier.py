@@ -21,6 +21,7 @@ import os
 import sys
 from typing import Sequence
 
+import keras
 import numpy as np
 from absl import flags
 
@@ -37,8 +38,6 @@ INCEPTION_MIN_SIZE = 75  # smallest input keras.applications.InceptionV3 accepts
 def build_classifier(num_classes: int, backbone: str = "small_cnn", weights: str = "none",
                      image_size: int = 64):
     """A classifier [B, S, S, 3] in [-1, 1] -> softmax [B, num_classes] with a layer named "features"."""
-    import keras
-
     if backbone not in BACKBONES:
         raise ValueError(f"--backbone={backbone!r}: use one of {', '.join(BACKBONES)}")
     if weights not in WEIGHTS:
@@ -75,8 +74,6 @@ def train_classifier(data: str, out: str, backbone: str = "small_cnn", weights: 
                      num_images: int = 1200, label: str = "child", synthetic_parents: int = 4,
                      synthetic_children_per_parent: int = 3, verbose: int = 2):
     """Fine-tune a classifier on `data` and save it to `out` (.keras). Returns the keras History."""
-    import keras
-
     if not out.endswith(".keras"):
         raise ValueError(f"--out={out!r}: the classifier is saved in Keras' format; give a path ending in .keras")
     if not 0 <= val_fraction < 1:

@@ -26,6 +26,8 @@ MIN_CHANNEL_MULT = 1.0 / 64
 NORMS = ("glu_lnorm", "glu_inorm", "lnorm", "inorm")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("off", "mixed_float16", "mixed_bfloat16")
+GENERATOR_WEIGHTS = ("ema", "raw")
+DISTILL_TARGETS = ("soft", "hard")
 
 
 def _field(default: Any, help: str, **kw) -> Any:  # noqa: A002 - mirrors absl's argument name
@@ -174,6 +176,19 @@ class TrainConfig:
     weight_MS: float = _field(0.0, "Weight of a mode-seeking term on the generation path (not in the "
                               "paper; 0 = off). Pairs of samples share classes and differ in z.")
     mask_target: float = _field(0.5, "Target foreground fraction of the mask regulariser L_RM (paper: 0.5).")
+    # Beyond the paper: an EMA of the generators, and a segmenter distilled from generated (I, I_m) pairs.
+    ema_kimg: float = _field(10.0, "Half-life of the EMA of V_* and G_* in thousands of images (StyleGAN2-ADA "
+                             "convention; not in the paper); 0 = no EMA.")
+    ema_rampup: float = _field(0.05, "EMA ramp-up: the half-life is at most this fraction of the images seen "
+                               "so far (StyleGAN2-ADA); 0 = no ramp-up.")
+    generator_weights: str = _field("ema", "Weights of V_* and G_* used for distillation, the final "
+                                    "evaluation, figure grids and exports: ema (the average) or raw (the last "
+                                    "iterate). ema needs ema_kimg > 0.")
+    distill_steps: int = _field(0, "Steps of segmenter distillation after the three phases: a small U-Net "
+                                "trained on (I, I_m) pairs drawn fresh from the generator (0 = off).")
+    distill_target: str = _field("soft", "Distillation target: soft (the generator's I_m in [0, 1]) or hard "
+                                 "(I_m > 0.5).")
+    distill_learning_rate: float = _field(1e-3, "Adam learning rate of the distilled segmenter.")
     # Devices and speed.
     strategy: str = _field("default", "Distribution: default (one device), mirrored (all local GPUs or "
                            "--devices) or multi_worker (MultiWorkerMirroredStrategy from TF_CONFIG).")
@@ -224,6 +239,20 @@ class TrainConfig:
                 raise ConfigError(f"{f.name}={getattr(self, f.name)} must be >= 0")
         if not 0.0 < self.mask_target < 1.0:
             raise ConfigError(f"mask_target={self.mask_target} must be in (0, 1)")
+        if self.ema_kimg < 0 or self.ema_rampup < 0:
+            raise ConfigError(f"ema_kimg={self.ema_kimg} and ema_rampup={self.ema_rampup} must be >= 0")
+        if self.generator_weights not in GENERATOR_WEIGHTS:
+            raise ConfigError(f"generator_weights={self.generator_weights!r} is not supported; allowed values: "
+                              f"{GENERATOR_WEIGHTS}")
+        if self.generator_weights == "ema" and not self.ema_kimg:
+            raise ConfigError("generator_weights='ema' needs an EMA: set ema_kimg > 0 or generator_weights=raw")
+        if self.distill_steps < 0:
+            raise ConfigError(f"distill_steps={self.distill_steps} must be >= 0")
+        if self.distill_target not in DISTILL_TARGETS:
+            raise ConfigError(f"distill_target={self.distill_target!r} is not supported; allowed values: "
+                              f"{DISTILL_TARGETS}")
+        if self.distill_learning_rate <= 0:
+            raise ConfigError(f"distill_learning_rate={self.distill_learning_rate} must be > 0")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy={self.strategy!r} is not supported; allowed values: {STRATEGIES}")
         if self.mixed_precision not in PRECISIONS:

@@ -27,12 +27,7 @@ from absl import flags
 from tqdm import tqdm
 
 from onegan_tf import cli, data, tasks
-from onegan_tf.checkpoint import (
-    CheckpointMismatchError,
-    find_checkpoint,
-    load_config,
-    load_run,
-)
+from onegan_tf.checkpoint import CheckpointMismatchError, find_checkpoint, load_config, load_run
 from onegan_tf.config import Config, ConfigError
 from onegan_tf.data.sources import DataError
 from onegan_tf.figures import save_png
@@ -43,8 +38,8 @@ from onegan_tf.model import OneGAN, sample_z
 SPLITS = ("object", "test", "all", "background_images")
 DEFAULT_METRICS = ("segmentation", "clustering", "fid", "is", "cfid", "cis")
 # What each metric needs; mirrors the checks inside the metrics so they can run before any heavy work.
-NEEDS = {"segmentation": {"masks": True}, "clustering": {"labels": True}, "cfid": {"labels": True},
-         "cis": {"labels": True}}
+NEEDS = {"segmentation": {"masks": True}, "segmentation_distilled": {"masks": True}, "clustering": {"labels": True},
+         "cfid": {"labels": True}, "cis": {"labels": True}}
 MIN_GENERATED = {"fid": 2, "is": 10}
 FIGURE_IMAGES = 8
 
@@ -59,7 +54,7 @@ class ModelEvalContext:
 
     def __init__(self, model: OneGAN, cfg: Config, split: str = "object", batch_size: int = 50,
                  num_generated: int = 0, feature_net: str = "inception_imagenet", seed: int = 0,
-                 progress: bool = True, info: dict | None = None):
+                 progress: bool = True, info: dict | None = None, segmenter=None):
         if split not in SPLITS:
             raise ValueError(f"split={split!r} is not supported; allowed values: {SPLITS}")
         info = info or data.describe(cfg.data)
@@ -80,6 +75,10 @@ class ModelEvalContext:
             input_signature=[labels, seed_spec])
         self._generate_like = tf.function(
             lambda x, s: _generate_like_seeded(model, x, s), input_signature=[images, seed_spec])
+        self.segment = None
+        if segmenter is not None:
+            segment = tf.function(lambda x: tasks.segment_distilled(segmenter, x), input_signature=[images])
+            self.segment = lambda x: segment(tf.convert_to_tensor(x, tf.float32)).numpy()
 
     # -- EvalContext -------------------------------------------------------------------------------------
     def progress(self, iterable, description: str):
@@ -140,12 +139,13 @@ def check_requirements(names, info: dict, num_generated: int) -> None:
 def evaluate(run_dir: str, metrics=DEFAULT_METRICS, split: str = "object", checkpoint: str | None = None,
              feature_net: str = "inception_imagenet", num_generated: int = 30000, batch_size: int = 50,
              out_dir: str | None = None, seed: int = 0, figures: bool = True, progress: bool = True,
-             model: OneGAN | None = None) -> dict:
+             model: OneGAN | None = None, segmenter=None, weights: str | None = None) -> dict:
     """Evaluate a run; writes out_dir/report.json (default run_dir/eval) and the figure grids; returns the
     report: metrics, config, checkpoint and its step, split, number of images, feature net, wall time.
 
     model: an already loaded model for the run (e.g. at the end of training); the checkpoint is then only
-    named in the report, not read.
+    named in the report, not read. segmenter: its distilled segmenter, if any (`segmentation_distilled`).
+    weights: the generator weights to load (ema, raw; None = the run's --generator_weights).
     """
 
     t0 = time.time()
@@ -159,12 +159,13 @@ def evaluate(run_dir: str, metrics=DEFAULT_METRICS, split: str = "object", check
     if info["n_images"][split] == 0:
         raise ValueError(f"split {split!r} of dataset {info['dataset']!r} has no images")
     if model is None:
-        run = load_run(run_dir, checkpoint)
-        model, ckpt_path, step = run.model, run.checkpoint, run.step
+        run = load_run(run_dir, checkpoint, weights)
+        model, ckpt_path, step, segmenter, weights = run.model, run.checkpoint, run.step, run.segmenter, run.weights
     else:
         ckpt_path = find_checkpoint(run_dir, checkpoint) if os.path.isdir(os.path.join(run_dir, "ckpt")) else None
         step = None
-    ctx = ModelEvalContext(model, cfg, split, batch_size, num_generated, feature_net, seed, progress, info)
+    ctx = ModelEvalContext(model, cfg, split, batch_size, num_generated, feature_net, seed, progress, info,
+                           segmenter)
     results = registry.compute(names, ctx)
     out_dir = out_dir or os.path.join(run_dir, "eval")
     written = {}
@@ -176,7 +177,8 @@ def evaluate(run_dir: str, metrics=DEFAULT_METRICS, split: str = "object", check
     net = ctx._feature_net
     report = {
         "metrics": _plain(results),
-        "run_dir": run_dir, "checkpoint": ckpt_path, "step": step, "split": split, "dataset": info["dataset"],
+        "run_dir": run_dir, "checkpoint": ckpt_path, "step": step, "generator_weights": weights,
+        "split": split, "dataset": info["dataset"],
         "n_images": ctx.n_images, "num_generated": num_generated, "batch_size": batch_size, "seed": seed,
         "feature_net": {"spec": feature_net, "used": net is not None,
                         "meaningful": None if net is None else bool(net.meaningful),
@@ -209,6 +211,8 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_string("run_dir", None, "Run directory written by `python -m onegan_tf.train`.", flag_values=fv)
     flags.DEFINE_string("checkpoint", "", "Checkpoint prefix to evaluate ('' = the latest of run_dir/ckpt).",
                         flag_values=fv)
+    flags.DEFINE_enum("generator_weights", "", ["", "ema", "raw"], "Weights of V_* and G_*: ema (their moving "
+                      "average), raw (the last iterate); '' = the run's --generator_weights.", flag_values=fv)
     flags.DEFINE_list("metrics", list(DEFAULT_METRICS), f"Metrics, comma-separated: {', '.join(DEFAULT_METRICS)}.",
                       flag_values=fv)
     flags.DEFINE_enum("split", "object", list(SPLITS), "Evaluation images: object (the 80 %), test (synthetic's "
@@ -232,7 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         report = evaluate(F.run_dir, F.metrics, F.split, F.checkpoint or None, F.feature_net, F.num_generated,
-                          F.batch_size, F.out or None, F.seed, F.figures, F.progress)
+                          F.batch_size, F.out or None, F.seed, F.figures, F.progress,
+                          weights=F.generator_weights or None)
     except (registry.MetricError, CheckpointMismatchError, ConfigError, DataError, FileNotFoundError,
             ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

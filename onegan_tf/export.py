@@ -12,14 +12,19 @@ half-written. It needs only TensorFlow to load and run (`tf.saved_model.load`, `
 `assets.extra/tf_serving_warmup_requests`.
 
 Signatures (`OneGANServing`; each calls `OneGAN.encode`, `reconstruct` or `generate`, never a copy):
-
     serving_default          image_bytes                          -> segment + cluster, inference defaults
     segment[_bytes]          image | image_bytes, betas, seed    -> mask, child, parent, *_probs
+    segment_encoder[_bytes]  image | image_bytes, betas, seed    -> the same, mask from the reconstruction path
     cluster[_bytes]          image | image_bytes                  -> child, parent, child_probs, parent_probs
     reconstruct[_bytes]      image | image_bytes, betas, seed    -> I_hat, I_fg_hat, I_bg_hat, I_m_hat
     translate[_bytes]        ... + target_child                   -> I_hat, I_fg_hat, I_bg_hat, I_m_hat
     remove_object[_bytes]    image | image_bytes, betas, seed    -> I_bg_hat
     generate                 child, seed                          -> I, I_fg, I_m, I_bg
+
+`segment`'s mask comes from the segmenter distilled from the generator when the run has one
+(`onegan_tf.distill`: one small network; `betas` and `seed` are then checked but do not affect it), else
+from the reconstruction path (Î_m, Fig. 4), which `segment_encoder` always serves; child and parent come
+from the encoders in both.
 
 `image` is float32 [B, S, S, 3] in [-1, 1] at the model's size S; `image_bytes` is a string [B] of encoded
 JPEG/PNG/GIF/BMP files (TF Serving REST: `{"b64": ...}`), decoded inside the graph, centre-cropped to a
@@ -39,7 +44,8 @@ of any shape (`saved_model_cli` shows "unknown rank"); `signature_table` lists t
 signature's dtypes are fixed, so a wrong dtype is refused by TensorFlow itself, which names the input by
 its zero-based position among the signature's inputs sorted by name ("input #1"; the table's `in #i`).
 
-**Keras files** (`export_keras`): `<keras_dir>/<name>.keras` for each network of `networks.NETWORK_NAMES`;
+**Keras files** (`export_keras`): `<keras_dir>/<name>.keras` for each network of `networks.NETWORK_NAMES`
+(and `segmenter.keras` when the run has a distilled segmenter, built of Keras' own layers);
 `keras.saving.load_model(path)` loads one in safe mode after `import onegan_tf.networks` (which registers
 the classes). `python -m onegan_tf.finetune --encoder=<keras_dir>/E_c.keras` fine-tunes the style encoder.
 """
@@ -58,13 +64,14 @@ import tensorflow as tf
 from absl import flags
 
 from onegan_tf import cli
+from onegan_tf.checkpoint import CheckpointMismatchError
+from onegan_tf.checkpoint import load_run as load_checkpoint
 from onegan_tf.config import ConfigError, ModelConfig
 from onegan_tf.model import BETA_NAMES, OneGAN, inference_beta_values, sample_eps, sample_z
-from onegan_tf.networks import NETWORK_NAMES
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 CONFIG_FILE = os.path.join("assets.extra", "onegan_config.json")  # the ModelConfig, for people and tools
-IMAGE_TASKS = ("segment", "cluster", "reconstruct", "translate", "remove_object")
+IMAGE_TASKS = ("segment", "segment_encoder", "cluster", "reconstruct", "translate", "remove_object")
 # serving_default first; the order of the docs' table.
 SIGNATURES = ("serving_default",) + tuple(f"{t}{s}" for t in IMAGE_TASKS for s in ("", "_bytes")) + ("generate",)
 # File signatures decode_image understands: PNG, JPEG, GIF, BMP.
@@ -192,10 +199,12 @@ _CLASSES = tf.TensorSpec((None,), tf.int32)
 class OneGANServing(tf.Module):
     """The serving signatures of one OneGAN; see the module docstring for inputs, outputs and defaults."""
 
-    def __init__(self, model: OneGAN):
+    def __init__(self, model: OneGAN, segmenter=None):
         super().__init__(name="onegan_serving")
         self.model = model
         self.cfg = model.cfg
+        if segmenter is not None:
+            self.segmenter = segmenter
 
     # -- task bodies: float images in, named tensors out ----------------------------------------------------
     def _cluster(self, I):
@@ -212,10 +221,18 @@ class OneGANServing(tf.Module):
         return self.model.reconstruct(I, betas=self.model.check_inference_betas(b), eps=eps,
                                       target_child=target_child)
 
-    def _segment(self, I, betas, seed):
+    def _segment_encoder(self, I, betas, seed):
         rec = self._reconstruct(I, betas, seed)
         return {"mask": rec["I_m_hat"], "child": rec["pred_child"], "parent": rec["pred_parent"],
                 "child_probs": tf.nn.softmax(rec["e_c_hat"]), "parent_probs": tf.nn.softmax(rec["e_p_hat"])}
+
+    def _segment(self, I, betas, seed):
+        if not hasattr(self, "segmenter"):
+            return self._segment_encoder(I, betas, seed)
+        # The same inputs and checks as the reconstruction route, so a client never sees the difference.
+        b, eps = inference_controls(betas, seed, tf.shape(I)[0], self.cfg)
+        self.model.check_inference_betas(b)
+        return {"mask": self.segmenter(I, training=False), **self._cluster(I)}
 
     @staticmethod
     def _images(rec):
@@ -239,6 +256,14 @@ class OneGANServing(tf.Module):
     @tf.function(input_signature=[_BYTES, _BETAS, _SEED])
     def segment_bytes(self, image_bytes, betas, seed):
         return self._segment(self._decode(image_bytes), betas, seed)
+
+    @tf.function(input_signature=[_image_spec(), _BETAS, _SEED])
+    def segment_encoder(self, image, betas, seed):
+        return self._segment_encoder(self._float(image), betas, seed)
+
+    @tf.function(input_signature=[_BYTES, _BETAS, _SEED])
+    def segment_encoder_bytes(self, image_bytes, betas, seed):
+        return self._segment_encoder(self._decode(image_bytes), betas, seed)
 
     @tf.function(input_signature=[_image_spec()])
     def cluster(self, image):
@@ -330,15 +355,17 @@ def write_warmup(saved_model_dir: str, model_name: str, cfg: ModelConfig) -> str
 # ---------------------------------------------------------------------------------------- runs and exports
 
 
-def load_run(run_dir: str) -> tuple[OneGAN, int]:
-    """The OneGAN of `run_dir`'s newest checkpoint and that checkpoint's step (`onegan_tf.checkpoint`)."""
-    from onegan_tf.checkpoint import CheckpointMismatchError
-    from onegan_tf.checkpoint import load_run as load_checkpoint
-
+def open_run(run_dir: str):
+    """`onegan_tf.checkpoint.load_run` of `run_dir`'s newest checkpoint, its errors as ExportError."""
     try:
-        run = load_checkpoint(run_dir)
+        return load_checkpoint(run_dir)
     except (FileNotFoundError, CheckpointMismatchError, ConfigError) as e:
         raise ExportError(f"--run_dir={run_dir!r}: {e}") from None
+
+
+def load_run(run_dir: str) -> tuple[OneGAN, int]:
+    """The OneGAN of `run_dir`'s newest checkpoint and that checkpoint's step (`onegan_tf.checkpoint`)."""
+    run = open_run(run_dir)
     return run.model, run.step
 
 
@@ -355,10 +382,11 @@ def default_version(versions: list[int], step: int) -> int:
 
 
 def export_saved_model(model: OneGAN, export_dir: str, model_name: str = "onegan", version: int | None = None,
-                       step: int = 0) -> str:
+                       step: int = 0, segmenter=None) -> str:
     """Write the serving SavedModel to <export_dir>/<model_name>/<version>/ atomically; returns that path.
 
     version None: `step`, or one more than the newest existing version when that is larger.
+    segmenter: the run's distilled segmenter, which then serves `segment` and `serving_default`.
     """
     model_dir = os.path.join(export_dir, model_name)
     versions = existing_versions(model_dir)
@@ -375,7 +403,7 @@ def export_saved_model(model: OneGAN, export_dir: str, model_name: str = "onegan
     # A dot-name is not an integer, so TF Serving never loads the half-written folder.
     tmp = tempfile.mkdtemp(dir=model_dir, prefix=f".tmp-{version}-")
     try:
-        module = OneGANServing(model)
+        module = OneGANServing(model, segmenter)
         tf.saved_model.save(module, tmp, signatures=module.signatures())
         write_warmup(tmp, model_name, model.cfg)
         with open(os.path.join(tmp, CONFIG_FILE), "w") as f:
@@ -389,9 +417,11 @@ def export_saved_model(model: OneGAN, export_dir: str, model_name: str = "onegan
     return final
 
 
-def export_keras(model: OneGAN, keras_dir: str) -> dict[str, str]:
-    """Save every sub-network as <keras_dir>/<name>.keras (all or none; existing files are not overwritten)."""
-    paths = {name: os.path.join(keras_dir, f"{name}.keras") for name in NETWORK_NAMES}
+def export_keras(model: OneGAN, keras_dir: str, segmenter=None) -> dict[str, str]:
+    """Save every sub-network (and the distilled segmenter, if given) as <keras_dir>/<name>.keras (all or
+    none; existing files are not overwritten)."""
+    nets = {**model.networks, **({} if segmenter is None else {"segmenter": segmenter})}
+    paths = {name: os.path.join(keras_dir, f"{name}.keras") for name in nets}
     existing = [p for p in paths.values() if os.path.exists(p)]
     if existing:
         raise ExportError(f"--keras_dir={keras_dir!r} already holds {', '.join(map(os.path.basename, existing))}; "
@@ -399,7 +429,7 @@ def export_keras(model: OneGAN, keras_dir: str) -> dict[str, str]:
     os.makedirs(keras_dir, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=keras_dir, prefix=".tmp-keras-")
     try:
-        for name, net in model.networks.items():
+        for name, net in nets.items():
             net.save(os.path.join(tmp, f"{name}.keras"))
         for name, path in paths.items():
             os.replace(os.path.join(tmp, f"{name}.keras"), path)
@@ -459,15 +489,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if fv is None:
         return 2
     try:
-        model, step = load_run(fv.run_dir)
+        run = open_run(fv.run_dir)
+        model, step = run.model, run.step
         if fv.export_dir is not None:
-            path = export_saved_model(model, fv.export_dir, fv.model_name, fv.version, step)
+            path = export_saved_model(model, fv.export_dir, fv.model_name, fv.version, step, run.segmenter)
             print(f"saved {path} (signatures: {', '.join(SIGNATURES)}); inspect with: saved_model_cli show --all "
                   f"--dir {path}")
             if fv.print_table:
                 print(signature_table(path))
         if fv.keras_dir is not None:
-            paths = export_keras(model, fv.keras_dir)
+            paths = export_keras(model, fv.keras_dir, run.segmenter)
             print(f"saved {len(paths)} sub-networks to {fv.keras_dir}; load one with keras.saving.load_model after "
                   "`import onegan_tf.networks`")
     except ExportError as e:

@@ -25,6 +25,7 @@ import os
 import sys
 from typing import Sequence
 
+import keras
 import numpy as np
 from absl import flags
 
@@ -34,8 +35,6 @@ from onegan_tf.data import labeled
 
 def build_classifier(encoder, num_classes: int, freeze_backbone: bool = False, dropout: float = 0.2):
     """[B, S, S, 3] in [-1, 1] -> E_c -> h_c -> softmax over `num_classes` (layer "predictions")."""
-    import keras
-
     encoder.trainable = not freeze_backbone
     # The heads on h_c (class logits, mu_c, sigma_c) are not on the classifier's path: nothing to train there.
     for head in (encoder.logits, encoder.mu, encoder.sigma):
@@ -71,9 +70,6 @@ def finetune(encoder_path: str, data: str, out: str, epochs: int = 10, shots_per
              synthetic_parents: int = 4, synthetic_children_per_parent: int = 3, synthetic_resolution: int = 64,
              verbose: int = 2):
     """Fine-tune E_c (from a `.keras` file) with a classification head on `data`; save to `out`. Returns History."""
-    import keras
-
-    import onegan_tf.networks  # noqa: F401 - registers E_c's classes for load_model's safe mode
 
     if not out.endswith(".keras"):
         raise ValueError(f"--out={out!r}: the classifier is saved in Keras' format; give a path ending in .keras")

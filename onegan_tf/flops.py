@@ -1,7 +1,6 @@
 """Model FLOPs of OneGAN's networks and of one training step of each phase, from the layer shapes.
 
 Forward FLOPs of a network are the sum over its Conv2D and Dense layers (a multiply-add counts 2):
-
     Conv2D: 2 * k_h * k_w * c_in * c_out * H_out * W_out per sample        Dense: 2 * in * out per sample
 
 read from each built layer's recorded input shape (Keras keeps it in `_build_shapes_dict`; every layer of
@@ -14,7 +13,6 @@ checks the count against TF's profiler, which counts Conv2D and MatMul ops the s
 A training step (`step_flops`) is the list of network calls the trainer makes in that phase
 (`trainer.step_calls`, declared beside the step itself), each with the number of samples it sees and how
 gradients flow through it. The convention:
-
     training FLOPs = sum over calls of forward FLOPs * (1 + [gradient w.r.t. its inputs flows] +
                                                          [its weights are trained by this call])
 
@@ -28,6 +26,8 @@ upper bound of this count.
 from __future__ import annotations
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 from onegan_tf.config import TrainConfig
 from onegan_tf.trainer import step_calls
@@ -97,9 +97,6 @@ def profiler_flops(net: keras.Model, inputs) -> int:
     shapes, independently of `network_flops`: Conv2D ops by TF's profiler (its registered statistic,
     2 * output elements * k_h * k_w * c_in), MatMul ops by the same formula from the graph's op shapes
     (the profiler reports no statistic for a function graph's MatMul in TF 2.21)."""
-    import numpy as np
-    import tensorflow as tf
-
     specs = tf.nest.map_structure(lambda x: tf.TensorSpec(x.shape, x.dtype), inputs)
     graph = tf.function(lambda x: net(x, training=False)).get_concrete_function(specs).graph
     opts = tf.compat.v1.profiler.ProfileOptionBuilder(

@@ -89,12 +89,16 @@ class OneGAN(tf.Module):
     the names to them. Construction builds every weight, so parameter counts and checkpoints need no step.
     """
 
-    def __init__(self, cfg: ModelConfig, name: str = "onegan"):
+    def __init__(self, cfg: ModelConfig, name: str = "onegan", networks: dict | None = None):
         super().__init__(name=name)
         self.cfg = cfg
-        nets = build_networks(cfg)
+        nets = build_networks(cfg) if networks is None else networks
         for key in NETWORK_NAMES:
             setattr(self, key, nets[key])
+
+    def with_networks(self, **replacements) -> "OneGAN":
+        """The same model with some networks swapped, sharing the rest (e.g. the EMA's V_* and G_*)."""
+        return OneGAN(self.cfg, name=self.name, networks={**self.networks, **replacements})
 
     @property
     def networks(self) -> dict:

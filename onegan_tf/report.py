@@ -9,6 +9,11 @@ metrics (the demo flagfile does):
 3. `baselines.all_baselines` on the very same images (the ellipse's area from the training split);
 4. the SavedModel export under run_dir/export (`export.export_saved_model`);
 5. run_dir/report.md: a metrics table beside the baselines, the figure grids, and where everything is.
+
+With the EMA generator (`--generator_weights=ema`, the default) the evaluation, figures and export use the
+averaged V_*, G_*, and the generation metrics are computed a second time with the raw weights (eval/raw/)
+so the report shows both; a run with a distilled segmenter is also scored with it (`segmentation_distilled`)
+beside the encoder masks, with both routes' speed in images/s.
 """
 
 from __future__ import annotations
@@ -68,16 +73,27 @@ def train_feature_classifier(cfg: Config, out_path: str, epochs: int = CLASSIFIE
             "train_images": int(len(train["child"]) - n_val)}
 
 
-def finalize_run(cfg: Config, model=None, step: int | None = None) -> dict:
-    """Evaluate the finished run of `cfg`, compare with the baselines, export it and write report.md."""
+GENERATION_METRICS = ("fid", "is", "cfid", "cis")
+
+
+def finalize_run(cfg: Config, model=None, step: int | None = None, raw_model=None, segmenter=None) -> dict:
+    """Evaluate the finished run of `cfg`, compare with the baselines, export it and write report.md.
+
+    model: the run's model with its --generator_weights (loaded from the checkpoint when None); raw_model:
+    the same with the raw V_*, G_* when model holds the EMA's; segmenter: the distilled segmenter, if any.
+    """
     tc, mc = cfg.train, cfg.model
     run_dir = tc.run_dir
     out_dir = os.path.join(run_dir, "eval")
     if model is None:
         run = load_run(run_dir)
-        model, step = run.model, run.step
+        model, step, segmenter = run.model, run.step, run.segmenter
+        if run.weights == "ema":
+            raw_model = load_run(run_dir, weights="raw").model
     t0 = time.time()
     metrics = [m.strip() for m in tc.final_eval.split(",") if m.strip()]
+    if segmenter is not None and "segmentation" in metrics and "segmentation_distilled" not in metrics:
+        metrics.append("segmentation_distilled")
     classifier = None
     feature_net = tc.final_feature_net
     # The training split is read once: it trains the feature network and gives the ellipse baseline its area.
@@ -88,7 +104,14 @@ def finalize_run(cfg: Config, model=None, step: int | None = None) -> dict:
         feature_net = classifier["path"]
     report = evaluate.evaluate(run_dir, metrics, split=tc.final_split, feature_net=feature_net,
                                num_generated=tc.final_num_generated, out_dir=out_dir, seed=tc.seed,
-                               progress=tc.progress, model=model)
+                               progress=tc.progress, model=model, segmenter=segmenter)
+    report["generator_weights"] = "raw" if raw_model is None else "ema"
+    raw_generation = [m for m in metrics if m in GENERATION_METRICS]
+    raw_report = None
+    if raw_model is not None and raw_generation:
+        raw_report = evaluate.evaluate(run_dir, raw_generation, split=tc.final_split, feature_net=feature_net,
+                                       num_generated=tc.final_num_generated, out_dir=os.path.join(out_dir, "raw"),
+                                       seed=tc.seed, figures=False, progress=tc.progress, model=raw_model)
     real = collect(cfg.data, mc.image_size, tc.final_split)
     area = baselines.mean_area_fraction(train_split["mask"]) if "mask" in real else None
     base = (baselines.all_baselines(real["image"], real["mask"], real.get("child"), real.get("parent"), area,
@@ -96,9 +119,9 @@ def finalize_run(cfg: Config, model=None, step: int | None = None) -> dict:
     export_path = None
     if tc.final_export:
         export_path = export.export_saved_model(model, os.path.join(run_dir, "export"), "onegan",
-                                                step=step or 0)
-    summary = {"report": report, "baselines": base, "classifier": classifier, "export": export_path,
-               "wall_s": round(time.time() - t0, 1)}
+                                                step=step or 0, segmenter=segmenter)
+    summary = {"report": report, "raw_generation": raw_report and raw_report["metrics"], "baselines": base,
+               "classifier": classifier, "export": export_path, "wall_s": round(time.time() - t0, 1)}
     write_json(os.path.join(out_dir, "final.json"), summary)
     with open(os.path.join(run_dir, "report.md"), "w") as f:
         f.write(markdown(cfg, summary))
@@ -109,16 +132,23 @@ def _fmt(x, digits=3):
     return "—" if x is None else f"{x:.{digits}f}"
 
 
-def metric_rows(report: dict, base: dict) -> list[tuple[str, str, str, str]]:
+def metric_rows(report: dict, base: dict, raw_generation: dict | None = None) -> list[tuple[str, str, str, str]]:
     """(task, measure, OneGAN, baselines) rows of the report table."""
     m = report["metrics"]
     rows = []
-    if "segmentation" in m:
-        s = m["segmentation"]
-        for key in ("iou", "dice"):
+    routes = [(k, label) for k, label in (("segmentation", "encoder masks"),
+                                          ("segmentation_distilled", "distilled segmenter")) if k in m]
+    for key in ("iou", "dice"):
+        for metric, label in routes:
             b = ", ".join(f"{name.replace('_', ' ')} {_fmt(base[name][key])}" for name in
                           ("all_foreground", "centred_ellipse", "border_colour") if name in base)
-            rows.append(("segmentation", f"mask {key.upper()} (per image)", _fmt(s[key]), b))
+            which = f", {label}" if len(routes) > 1 else ""
+            rows.append(("segmentation", f"mask {key.upper()} (per image{which})", _fmt(m[metric][key]), b))
+    if len(routes) > 1:
+        enc, dist = (m[k]["images_per_s"] for k, _ in routes)
+        rows.append(("segmentation", "images/s, reconstruction path (3 encoders, 2 generators)", f"{enc:.0f}", ""))
+        rows.append(("segmentation", "images/s, distilled segmenter (one U-Net)",
+                     f"{dist:.0f} ({dist / enc:.1f}x)", ""))
     if "clustering" in m:
         c = m["clustering"]
         for level, k in (("child", "kmeans_child"), ("parent", "kmeans_parent")):
@@ -127,10 +157,13 @@ def metric_rows(report: dict, base: dict) -> list[tuple[str, str, str, str]]:
                 if level == "parent" and key == "acc" and k in base:
                     b += f"; chance {_fmt(base[k]['chance_acc'])}"
                 rows.append(("clustering", f"{level} {key.upper()}", _fmt(c[f'{level}_{key}']), b))
+    ema = report.get("generator_weights") == "ema"
     for name, key, label in (("fid", "fid", "FID ↓"), ("is", "is", "IS ↑"), ("cfid", "cfid", "CFID ↓"),
                              ("cis", "cis", "CIS ↑")):
         if name in m:
-            rows.append(("generation", label, _fmt(m[name][key], 2), ""))
+            rows.append(("generation", label + (" (EMA weights)" if ema else ""), _fmt(m[name][key], 2), ""))
+        if raw_generation and name in raw_generation:
+            rows.append(("generation", f"{label} (raw weights)", _fmt(raw_generation[name][key], 2), ""))
     return rows
 
 
@@ -142,7 +175,7 @@ def markdown(cfg: Config, summary: dict) -> str:
              f"{cfg.train.steps} steps (Phase I {cfg.train.phase1_steps}, IIa {cfg.train.phase2a_steps}, "
              f"IIb {cfg.train.phase2b_steps}), batch {cfg.train.batch_size}.", "",
              "| task | measure | OneGAN | trivial baselines (same images) |", "|---|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in metric_rows(report, base)]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in metric_rows(report, base, summary.get("raw_generation"))]
     lines.append("")
     if "border_colour" in base:
         lines.append(f"The border-colour baseline uses the best threshold on these very images "

@@ -4,6 +4,8 @@ Every task is one call of the model's two paths, never a copy of them:
 - `generate(model, child, z)`: conditional generation, Eq. 1-5 (parents follow the hierarchy);
   `generate_like(model, images)`: generation from the classes encoded from real images (suppl. Fig. 1).
 - `reconstruct(model, images)`: reconstruction and segmentation (Fig. 4), at the inference betas of SPEC §4.
+- `segment_distilled(segmenter, images)`: the mask from the segmenter distilled from the generator (not in
+  the paper; `onegan_tf.distill`); `--task=segment` uses it when the run has one.
 - `cluster(model, images)`: child and parent cluster ids, argmax of ê_c and ê_p, with their probabilities.
 - `translate(model, images, target_child)`: image-to-image translation (Fig. 6), v_cmix := V_c(target).
 - `remove_object(model, images)`: the reconstructed background Î_bg, the object removed (suppl. D.4).
@@ -87,6 +89,12 @@ def reconstruct(model: OneGAN, images, betas: dict | None = None) -> dict:
     encoder means. The keys of interest: I_hat (reconstruction), I_fg_hat, I_bg_hat, I_m_hat (mask in [0, 1]).
     Given betas must agree with the model's Tab. 3b switches (`OneGAN.check_inference_betas`)."""
     return model.reconstruct(_images(images), betas=None if betas is None else model.check_inference_betas(betas))
+
+
+def segment_distilled(segmenter, images):
+    """Segmentation by the segmenter distilled from the generator (onegan_tf.distill): I_m [B, H, W, 1] in
+    [0, 1] from one network, instead of the reconstruction path's three encoders and two generators."""
+    return segmenter(_images(images), training=False)
 
 
 def _class_probabilities(encoded: dict) -> dict:
@@ -214,9 +222,12 @@ def _png(path: str, batch) -> None:
 
 def run_tasks(model: OneGAN, tasks, inputs, out_dir: str, target_child=None, n_per_image: int = 5,
               child=None, make_figures: bool = False, batch_size: int = 16, seed: int = 0, log=None,
-              meta: dict | None = None) -> dict:
+              meta: dict | None = None, segmenter=None) -> dict:
     """What the CLI does, as a function: run `tasks` over the images of `inputs`, write PNGs under
-    out_dir/<task>/, results.json and results.csv, and the figure grids under out_dir/figures."""
+    out_dir/<task>/, results.json and results.csv, and the figure grids under out_dir/figures.
+
+    segmenter: the run's distilled segmenter; when given, `segment` writes its mask as <name>_mask.png and
+    mask_area, and the reconstruction path's as <name>_mask_encoder.png and mask_area_encoder."""
     tasks = list(TASKS) if tasks in ("all", ["all"]) else [tasks] if isinstance(tasks, str) else list(tasks)
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
@@ -235,14 +246,21 @@ def run_tasks(model: OneGAN, tasks, inputs, out_dir: str, target_child=None, n_p
     for start in range(0, len(paths), batch_size):
         batch = images[start:start + batch_size]
         rec = {k: np.asarray(v) for k, v in reconstruct(model, batch).items()}
+        distilled = None if segmenter is None else np.asarray(segment_distilled(segmenter, batch))
         for i, r in enumerate(image_results(rec)):
+            if distilled is not None:
+                r = {**r, "mask_area": float(mask_area(distilled[i:i + 1])[0]), "mask_area_encoder": r["mask_area"]}
             rows.append({"name": names[start + i], "path": paths[start + i], **r})
         for i in range(len(batch)):
             name = names[start + i]
             if "segment" in tasks:
                 _png(os.path.join(out_dir, "segment", f"{name}_reconstruction.png"), rec["I_hat"][i])
                 _png(os.path.join(out_dir, "segment", f"{name}_foreground.png"), rec["I_fg_hat"][i])
-                _png(os.path.join(out_dir, "segment", f"{name}_mask.png"), rec["I_m_hat"][i])
+                if distilled is None:
+                    _png(os.path.join(out_dir, "segment", f"{name}_mask.png"), rec["I_m_hat"][i])
+                else:
+                    _png(os.path.join(out_dir, "segment", f"{name}_mask.png"), distilled[i])
+                    _png(os.path.join(out_dir, "segment", f"{name}_mask_encoder.png"), rec["I_m_hat"][i])
             if "remove" in tasks:
                 _png(os.path.join(out_dir, "remove", f"{name}_background.png"), rec["I_bg_hat"][i])
                 _png(os.path.join(out_dir, "remove", f"{name}_masked.png"),
@@ -271,7 +289,8 @@ def run_tasks(model: OneGAN, tasks, inputs, out_dir: str, target_child=None, n_p
             written[name] = figures.save_png(os.path.join(out_dir, "figures", f"{name}.png"), grid)
     report = {**(meta or {}), "tasks": tasks, "n_images": len(rows), "skipped": skipped,
               "target_child": [int(t) for t in targets] if "translate" in tasks else None,
-              "mask_threshold": MASK_THRESHOLD, "figures": written, "images": rows}
+              "mask_threshold": MASK_THRESHOLD, "segmenter": "encoder" if segmenter is None else "distilled",
+              "figures": written, "images": rows}
     _write_results(out_dir, report)
     return report
 
@@ -281,6 +300,8 @@ def _write_results(out_dir: str, report: dict) -> None:
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump(report, f, indent=2)
     columns = ["name", "path", "child", "child_prob", "parent", "parent_prob", "mask_area"]
+    if report["images"] and "mask_area_encoder" in report["images"][0]:
+        columns.append("mask_area_encoder")
     with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
@@ -296,6 +317,11 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_string("checkpoint", "", "Checkpoint prefix to load ('' = the latest of run_dir/ckpt).",
                         flag_values=fv)
     flags.DEFINE_enum("task", "all", list(TASKS) + ["all"], "Which inference task to run.", flag_values=fv)
+    flags.DEFINE_enum("segmenter", "auto", ["auto", "distilled", "encoder"], "Masks of --task=segment: the "
+                      "distilled segmenter (auto: when the run has one) or the reconstruction path's (encoder).",
+                      flag_values=fv)
+    flags.DEFINE_enum("generator_weights", "", ["", "ema", "raw"], "Weights of V_* and G_*: ema (their moving "
+                      "average), raw (the last iterate); '' = the run's --generator_weights.", flag_values=fv)
     flags.DEFINE_list("inputs", [], "Image folder(s) and/or files, comma-separated (any size and mode).",
                       flag_values=fv)
     flags.DEFINE_string("out", None, "Output directory.", flag_values=fv)
@@ -317,11 +343,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if F is None:
         return 2
     try:
-        run = load_run(F.run_dir, F.checkpoint or None)
+        run = load_run(F.run_dir, F.checkpoint or None, F.generator_weights or None)
+        if F.segmenter == "distilled" and run.segmenter is None:
+            raise ValueError(f"--segmenter=distilled but {run.checkpoint} holds no distilled segmenter "
+                             "(train with --distill_steps > 0), or use --segmenter=auto|encoder")
         report = run_tasks(run.model, F.task, F.inputs, F.out, target_child=_int_list(F.target_child),
                            n_per_image=F.n_per_image, child=_int_list(F.child), make_figures=F.figures,
                            batch_size=F.batch_size, seed=F.seed,
-                           meta={"run_dir": run.run_dir, "checkpoint": run.checkpoint, "step": run.step})
+                           meta={"run_dir": run.run_dir, "checkpoint": run.checkpoint, "step": run.step,
+                                 "generator_weights": run.weights},
+                           segmenter=None if F.segmenter == "encoder" else run.segmenter)
     except (FileNotFoundError, ValueError, CheckpointMismatchError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

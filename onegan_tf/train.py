@@ -25,18 +25,11 @@ from tqdm import tqdm
 
 from onegan_tf import cli, data, figures
 from onegan_tf.config import Config, ConfigError
-from onegan_tf.files import write_json
+from onegan_tf.files import save_keras, write_json
 from onegan_tf.flags import config_from_flags, define_config_flags
 from onegan_tf.model import OneGAN, sample_z
 from onegan_tf.report import finalize_run
-from onegan_tf.trainer import (
-    PHASES,
-    OneGANTrainer,
-    config_differences,
-    phase_at,
-    step_noise,
-    step_plan,
-)
+from onegan_tf.trainer import PHASES, OneGANTrainer, config_differences, phase_at, step_noise, step_plan
 
 # Settings that may change between a run and its resumption (bookkeeping, devices, speed).
 RESUMABLE_CHANGES = ("run_dir", "log_every", "image_every", "ckpt_every", "keep_checkpoints", "profile_steps",
@@ -44,6 +37,8 @@ RESUMABLE_CHANGES = ("run_dir", "log_every", "image_every", "ckpt_every", "keep_
                      "tfds_download", "tfds_manual_dir", "final_eval", "final_split", "final_feature_net",
                      "final_num_generated", "final_export")
 GRID_COLUMNS = 8
+# The distilled segmenter, written into the run directory when distillation ends.
+SEGMENTER_FILE = "segmenter.keras"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -129,7 +124,6 @@ def dry_run(cfg: Config, out=sys.stdout) -> dict:
 
 def train(cfg: Config) -> dict:
     """Train (or resume) the run of `cfg`; returns the summary also written to run_dir/summary.json."""
-
     tc, mc = cfg.train, cfg.model
     run_dir = tc.run_dir
     strategy = make_strategy(tc)
@@ -205,10 +199,12 @@ def train(cfg: Config) -> dict:
                 _log_scalars(writer, run_dir, done, phase, scalars)
             progress.set_postfix_str(_postfix(phase, values, images_per_s))
         if chief and (done % tc.image_every == 0 or last):
-            _log_grids(writer, run_dir, done, trainer.model, grid_inputs, figures)
+            _log_grids(writer, run_dir, done, trainer.generation_model, grid_inputs, figures)
         if done % tc.ckpt_every == 0 or last:
             manager.save(checkpoint_number=done)
     progress.close()
+    if tc.distill_steps:
+        values = _distill(trainer, manager, writer, run_dir, tc, chief) or values
     end_step = int(trainer.step.numpy())
     summary = {"run_dir": run_dir, "start_step": start, "end_step": end_step, "steps_run": end_step - start,
                "phase": phase_at(max(end_step - 1, 0), tc), "wall_s": round(time.time() - t0, 1),
@@ -218,10 +214,44 @@ def train(cfg: Config) -> dict:
         write_json(os.path.join(run_dir, "summary.json"), summary)
         print(_summary_text(summary), flush=True)
         if tc.final_eval or tc.final_export:
-            final = finalize_run(cfg, trainer.model, end_step)
+            final = finalize_run(cfg, trainer.generation_model, end_step,
+                                 raw_model=trainer.model if tc.generator_weights == "ema" else None,
+                                 segmenter=trainer.distiller.segmenter if tc.distill_steps else None)
             summary["report"] = os.path.join(run_dir, "report.md")
             print(f"  report: {summary['report']} (final evaluation and export: {final['wall_s']} s)", flush=True)
     return summary
+
+
+def _distill(trainer, manager, writer, run_dir, tc, chief) -> dict:
+    """The distillation steps after the schedule (onegan_tf.distill), resumed where the checkpoint left them;
+    then the segmenter's .keras file. Steps are numbered after the schedule's in TensorBoard and ckpt/."""
+    distiller, model = trainer.distiller, trainer.generation_model
+    start = int(distiller.step.numpy())
+    progress = tqdm(total=tc.distill_steps, initial=start, desc="distill", unit="step", dynamic_ncols=True,
+                    disable=not (tc.progress and chief), file=sys.stderr, mininterval=1.0)
+    values, last_time, last_step = {}, time.time(), start
+    for done in range(start + 1, tc.distill_steps + 1):
+        out = distiller.train_step(model)
+        progress.update(1)
+        last = done == tc.distill_steps
+        if done % tc.log_every == 0 or last or done % tc.ckpt_every == 0:
+            values = {k: float(v) for k, v in out.items()}
+            if not all(np.isfinite(v) for v in values.values()):
+                raise NonFiniteLossError(f"distillation step {done}: non-finite {values}. Training stopped; the "
+                                         f"last good checkpoint is kept: {manager.latest_checkpoint}")
+            now = time.time()
+            speed = (done - last_step) / max(now - last_time, 1e-9)
+            last_time, last_step = now, done
+            if chief:
+                _log_scalars(writer, run_dir, tc.steps + done, "distill",
+                             {**values, "speed/distill_images_per_s": speed * tc.batch_size})
+            progress.set_postfix_str(" ".join(f"{k.split('/')[-1]}={v:.3g}" for k, v in values.items()))
+        if done % tc.ckpt_every == 0 or last:
+            manager.save(checkpoint_number=tc.steps + done)
+    progress.close()
+    if chief:
+        save_keras(distiller.segmenter, os.path.join(run_dir, SEGMENTER_FILE))
+    return values
 
 
 def _raise_if_not_finite(trainer, values, manager):
@@ -236,7 +266,6 @@ def _raise_if_not_finite(trainer, values, manager):
 
 def _grid_inputs(cfg: Config, data):
     """Fixed codes and real images for the figure grids, the same at every logging step."""
-
     mc = cfg.model
     n = min(GRID_COLUMNS, mc.n_child)
     child = tf.constant(np.linspace(0, mc.n_child - 1, n).round().astype(np.int32))

@@ -21,6 +21,8 @@ import tensorflow as tf
 from onegan_tf import losses
 from onegan_tf.adam import FusedAdam
 from onegan_tf.config import Config, TrainConfig
+from onegan_tf.distill import Distiller
+from onegan_tf.ema import GeneratorEMA
 from onegan_tf.model import (
     BETA_NAMES,
     EPS_NAMES,
@@ -91,10 +93,16 @@ def step_calls(phase: str, tc: TrainConfig, bypass: bool = True) -> list[Network
     # Generation path (Eq. 1-5): every generator, trained by L_GEN.
     add("generate", GENERATION_NETWORKS, 1, True, True)
     rec = PHASE_PATHS[check_phase(phase)][1:]
-    # Reconstruction paths (Eq. 6-9): the encoders, then the generators on the mixed codes.
+    # E_p, E_c on the stopped fake, once for L_MSE and the fake reconstruction path (`_paths`).
+    if "rec_fake" in rec:
+        add("reconstruct rec_fake", ("E_p", "E_c"), 1, True, True)
+    elif tc.weight_MSE:
+        add("L_MSE", ("E_p", "E_c"), 1, False, True)
+    # Reconstruction paths (Eq. 6-9): the generators on the mixed codes (real images are encoded here).
     for path in rec:
-        nets = ("E_p", "E_c", "V_c", "V_p", "V_bg", "G_fg0", "G_fg1", "G_fg2", "G_bg0")
-        add(f"reconstruct {path}", nets + (("E_bg",) if bypass else ()) + ("G_bg1",), 1, True, True)
+        nets = ("E_p", "E_c") if path == "rec_real" else ()
+        nets += ("V_c", "V_p", "V_bg", "G_fg0", "G_fg1", "G_fg2", "G_bg0") + (("E_bg",) if bypass else ()) + ("G_bg1",)
+        add(f"reconstruct {path}", nets, 1, True, True)
     # Discriminator updates (Eq. 10), one pair per path, on stopped fakes: D_bg on [X_bg, fake_bg, X_c],
     # D_c on [X_c, fake].
     for path in ("gen",) + rec:
@@ -105,10 +113,10 @@ def step_calls(phase: str, tc: TrainConfig, bypass: bool = True) -> list[Network
         add("L_G/L_E", ("D_c",), 1, True, False)
     if tc.weight_G:
         add("L_G", ("D_bg",), 1, True, False)
-    if tc.weight_E or tc.weight_MSE:
-        add("L_E/L_MSE", ("E_p", "E_c"), 1, True, True)
-        if tc.weight_MSE and bypass:
-            add("L_MSE", ("E_bg",), 1, True, True)
+    if tc.weight_E:
+        add("L_E", ("E_p", "E_c"), 1, True, True)
+    if tc.weight_MSE and bypass:
+        add("L_MSE", ("E_bg",), 1, False, True)
     # Reconstruction losses (Eq. 15-18): D_c, and D_bg for the fake path's L_PER, judge the reconstructions.
     for path in rec:
         if tc.weight_PER or tc.weight_adv_rec:
@@ -154,6 +162,7 @@ class OneGANTrainer(tf.Module):
         super().__init__(name="trainer")
         self.cfg = cfg
         self.strategy = strategy or tf.distribute.get_strategy()
+        tc = cfg.train
         with self.strategy.scope():
             self.model = OneGAN(cfg.model)
             m = self.model
@@ -183,6 +192,21 @@ class OneGANTrainer(tf.Module):
                 opt.build(self.d_vars[path])
             # First non-finite step (-1 = none yet): checked by the host before any checkpoint is written.
             self.bad_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="bad_step")
+            # Not in the paper: the generators' moving average, updated after every step (onegan_tf.ema).
+            if tc.ema_kimg:
+                self.ema = GeneratorEMA(m, tc.batch_size, tc.ema_kimg, tc.ema_rampup)
+        # Distillation runs after the schedule, on one device, outside the replicated training step.
+        if tc.distill_steps:
+            self.distiller = Distiller(cfg)
+
+    @property
+    def generation_model(self) -> OneGAN:
+        """The model with the generator weights of `--generator_weights` (the EMA's V_*, G_* by default)."""
+        if self.cfg.train.generator_weights == "raw":
+            return self.model
+        if "generation_model" not in vars(self._untracked):
+            self._untracked.generation_model = self.model.with_networks(**self.ema.networks)
+        return self._untracked.generation_model
 
     @property
     def g_vars(self) -> list:
@@ -250,6 +274,8 @@ class OneGANTrainer(tf.Module):
             finite = tf.reduce_all([tf.math.is_finite(v) for v in out.values()])
             self.bad_step.assign(tf.where(tf.logical_and(tf.logical_not(finite), self.bad_step < 0),
                                           self.step, self.bad_step))
+            if self.cfg.train.ema_kimg:
+                self.ema.update(self.step)
             self.step.assign_add(1)
             self.phase.assign(PHASES.index(phase))
             return out
@@ -257,24 +283,18 @@ class OneGANTrainer(tf.Module):
 
     def _replica_fn(self, phase):
         paths = PHASE_PATHS[phase]
-        m = self.model
 
         def replica(batch):
             n = tf.cast(tf.distribute.get_replica_context().num_replicas_in_sync, tf.float32)
             x_c, x_bg = batch["x_c"], batch["x_bg"]
             child = batch["child"]
             with tf.GradientTape() as tape:
-                # Generation path (Sec. 4.1): codes -> I_bg, I_fg, I_m, I.
-                gen = m.generate(child, batch["z"], training=True)
-                # Reconstruction paths (Sec. 4.2): the fake image of this step (stopped) and real X_c.
-                sources = {"rec_fake": tf.stop_gradient(gen["I"]), "rec_real": x_c}
-                recs = {p: m.reconstruct(sources[p], *self._path_noise(batch, p), training=True)
-                        for p in paths if p != "gen"}
+                gen, sources, enc_fake, recs = self._paths(batch, paths)
                 # Discriminators first, on stopped fakes (Eq. 10), each path against its own pair.
                 with tape.stop_recording():
                     terms = self._update_discriminators(gen, recs, x_c, x_bg, n)
                 # Then every loss of the generators, encoders and embeddings (Eq. 11-18).
-                terms.update(self._generation_losses(gen, child))
+                terms.update(self._generation_losses(gen, child, enc_fake))
                 for p, rec in recs.items():
                     terms.update(self._reconstruction_losses(p, rec, sources[p], gen))
                 total = tf.add_n([terms[k] * w for k, w in self._weights(paths).items()])
@@ -287,6 +307,22 @@ class OneGANTrainer(tf.Module):
             self.opt_G.apply_gradients([(g, v) for g, v in zip(grads, self.g_vars) if g is not None])
             return terms
         return replica
+
+    def _paths(self, batch, paths) -> tuple:
+        """The forward passes of one iteration: (gen, sources, enc_fake, recs)."""
+        m = self.model
+        # Generation path (Sec. 4.1): codes -> I_bg, I_fg, I_m, I.
+        gen = m.generate(batch["child"], batch["z"], training=True)
+        # Reconstruction paths (Sec. 4.2): the fake image of this step (stopped) and real X_c.
+        sources = {"rec_fake": tf.stop_gradient(gen["I"]), "rec_real": batch["x_c"]}
+        # E_p, E_c on the stopped fake: what L_MSE trains (the encoders alone, SPEC §5) and what the fake
+        # reconstruction path starts from, computed once for both.
+        enc_fake = (m.encode(sources["rec_fake"], training=True)
+                    if self.cfg.train.weight_MSE or "rec_fake" in paths else None)
+        recs = {p: m.reconstruct(sources[p], *self._path_noise(batch, p), training=True,
+                                 encoded=enc_fake if p == "rec_fake" else None)
+                for p in paths if p != "gen"}
+        return gen, sources, enc_fake, recs
 
     @staticmethod
     def _path_noise(batch, path):
@@ -331,24 +367,27 @@ class OneGANTrainer(tf.Module):
         return terms
 
     # -- generation path (Eq. 11-14) ------------------------------------------------------------------------------
-    def _generation_losses(self, gen, child) -> dict:
+    def _generation_losses(self, gen, child, enc_fake) -> dict:
+        """Eq. 11-14 and the regularisers. `enc_fake` is `encode` of the stopped fake image (for L_MSE)."""
         m, tc, mc = self.model, self.cfg.train, self.cfg.model
+        sg = tf.stop_gradient
         D_bg, D_c = self.discriminators("gen")
         terms = {}
         c_out = D_c(gen["I"], training=True) if (tc.weight_G or tc.weight_E) else None
         if tc.weight_G:
             bg_out = D_bg(gen["I_bg"], training=True)
             terms["gen/L_G"] = losses.generator_adversarial_loss(bg_out["D_bgA"], bg_out["D_bgB"], c_out["D_cA"])
-        if tc.weight_E or tc.weight_MSE:
+        if tc.weight_E:
+            # L_E trains the generators through the encoders' classification of I (Eq. 12): I is not stopped.
             enc = m.encode(gen["I"], training=True)
-            if tc.weight_E:
-                terms["gen/L_E"] = losses.classification_loss(enc["e_p_hat"], enc["e_c_hat"], c_out["D_cB"],
-                                                              parent_of(child, mc), child)
-            if tc.weight_MSE:
-                B_bg = m.E_bg((gen["I"], gen["I_m"]), training=True)["B_bg"] if mc.bypass else None
-                terms["gen/L_MSE"] = losses.code_distance_loss(
-                    gen["v_c"], enc["mu_c"], gen["v_p"], enc["mu_p"], gen["A_fg"],
-                    enc["B_fg"] if mc.bypass else None, gen["A_bg"], B_bg)
+            terms["gen/L_E"] = losses.classification_loss(enc["e_p_hat"], enc["e_c_hat"], c_out["D_cB"],
+                                                          parent_of(child, mc), child)
+        if tc.weight_MSE:
+            # L_MSE trains the encoders only (SPEC §5): their inputs I, I_m are stopped, and so are its targets.
+            B_bg = m.E_bg((sg(gen["I"]), sg(gen["I_m"])), training=True)["B_bg"] if mc.bypass else None
+            terms["gen/L_MSE"] = losses.code_distance_loss(
+                gen["v_c"], enc_fake["mu_c"], gen["v_p"], enc_fake["mu_p"], gen["A_fg"],
+                enc_fake["B_fg"] if mc.bypass else None, gen["A_bg"], B_bg)
         if tc.weight_Rv:
             terms["gen/L_Rv"] = losses.code_regularization(gen["v_p"], gen["v_c"], gen["v_bg"])
         if tc.weight_RM:

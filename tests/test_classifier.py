@@ -59,7 +59,6 @@ def test_cli_reports_missing_arguments_and_bad_inputs(tmp_path, capsys):
 
 
 def test_synthetic_data_trains_a_classifier_of_child_classes(tmp_path):
-    pytest.importorskip("onegan_tf.data.synthetic")
     out = str(tmp_path / "synthetic.keras")
     history = classifier.train_classifier("synthetic", out, backbone="small_cnn", image_size=32, epochs=1,
                                           batch_size=8, num_images=24, val_fraction=0.0, verbose=0)

@@ -10,10 +10,12 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 from PIL import Image
+from tensorflow_datasets.testing import mocking
 
 from onegan_tf.config import DataConfig
-from onegan_tf.data import pipeline, protocol
+from onegan_tf.data import pipeline, protocol, synthetic
 from onegan_tf.data.sources import DataError, Example
 
 SIZE = 32
@@ -309,7 +311,6 @@ def _encode(array, fmt="PNG"):
 
 
 def _fake_tfds(n, objects=False, with_mask=True):
-    tfds = pytest.importorskip("tensorflow_datasets")
     rows = []
     for i in range(n):
         h, w = 40 + i, 60
@@ -357,11 +358,64 @@ def test_tfds_stanford_dogs_takes_the_largest_object_box(tmp_path):
         assert e.bbox == (6, 8, 31, 40)
 
 
+@pytest.fixture
+def ordered_mock_boxes(monkeypatch):
+    """`tfds.testing.mock_data` fills a BBoxFeature with four independent uniform numbers, which TFDS' own
+    encoder then refuses (ymin > ymax) whenever `as_dataset` is given decoders, as the loader gives them to
+    keep the encoded image bytes. Ordering each box's corners keeps everything else of the default generator."""
+    real = mocking.RandomFakeGenerator._generate_random_obj
+
+    def generate(self, feature, tensor_info, rng):
+        value = real(self, feature, tensor_info, rng)
+        if isinstance(feature, tfds.features.BBoxFeature):
+            lo, hi = value[..., :2], value[..., 2:]
+            value = np.concatenate([np.minimum(lo, hi), np.maximum(lo, hi)], -1)
+        return value
+
+    monkeypatch.setattr(mocking.RandomFakeGenerator, "_generate_random_obj", generate)
+
+
+@pytest.mark.parametrize("name, classes, has_masks", [("caltech_birds2011", (200, 20), True),
+                                                      ("stanford_dogs", (120, 12), False),
+                                                      ("cars196", (196, 14), False)])
+def test_tfds_builders_read_mock_data_of_their_own_feature_specs(tmp_path, ordered_mock_boxes, name, classes,
+                                                                  has_masks):
+    """mock_data's default policy, offline: with no metadata files it generates examples from each real
+    builder's features (image sizes, labels, boxes; Birds' segmentation masks, Dogs' list of object boxes).
+    Every example keeps its size, label, parent and box (Dogs: the largest); the pipelines batch them."""
+    n = 5
+    with tfds.testing.mock_data(num_examples=n):
+        builder = tfds.builder(name, data_dir=str(tmp_path))
+        raw = {split: list(tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False)))
+               for split in ("train", "test")}
+        cfg = DataConfig(dataset=name, data_dir=str(tmp_path))
+        src = pipeline.build_protocol(cfg).source
+        assert (src.n_child, src.n_parent) == classes and src.has_masks is has_masks
+        assert len(src.examples) == 2 * n and not src.corrupt
+        examples = {e.key: e for e in src.examples}
+        for split in ("train", "test"):
+            for ex in raw[split]:
+                e = examples.pop(f"{split}/{ex.get('image/filename', ex.get('id')).decode()}")
+                h, w = ex["image"].shape[:2]
+                box = ex["bbox"] if "bbox" in ex else max(ex["objects"]["bbox"],
+                                                          key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+                ymin, xmin, ymax, xmax = box
+                assert (e.height, e.width) == (h, w)
+                assert (e.child, e.parent) == (ex["label"], ex["label"] // (classes[0] // classes[1]))
+                assert e.bbox == (int(np.floor(xmin * w + 1e-3)), int(np.floor(ymin * h + 1e-3)),
+                                  max(int(np.ceil(xmax * w - 1e-3)), int(np.floor(xmin * w + 1e-3)) + 1),
+                                  max(int(np.ceil(ymax * h - 1e-3)), int(np.floor(ymin * h + 1e-3)) + 1))
+                assert (e.mask is not None) is has_masks
+        batch = next(iter(pipeline.eval_dataset(cfg, SIZE, 4, "all")))
+        assert batch["image"].shape == (4, SIZE, SIZE, 3) and ("mask" in batch) is has_masks
+        assert list(batch["parent"].numpy()) == [c // (classes[0] // classes[1]) for c in batch["child"].numpy()]
+        assert next(iter(pipeline.train_streams(cfg, SIZE, 2, seed=0)[1])).shape == (2, SIZE, SIZE, 3)
+
+
 # ------------------------------------------------------------------------------------------ synthetic
 
 
 def test_synthetic_source_end_to_end():
-    synthetic = pytest.importorskip("onegan_tf.data.synthetic")
     cfg = DataConfig(dataset="synthetic", synthetic_train_size=10, synthetic_test_size=4,
                      synthetic_resolution=SIZE, crop="full")
     spec = synthetic.SyntheticSpec(resolution=SIZE)

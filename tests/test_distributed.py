@@ -48,28 +48,48 @@ ONE_VS_TWO_REPLICAS = textwrap.dedent("""
     loss_diff = max(abs(float(out["one"][k]) - float(out["two"][k])) for k in out["one"])
     diffs = np.concatenate([np.abs(np.array(va) - np.array(vb)).ravel()
                             for a, b in zip(nets(one), nets(two)) for va, vb in zip(a.weights, b.weights)])
+    # The gradients themselves: after Adam's first update its first moment is m = (1 - beta_1) * g of the
+    # all-reduced gradient, for every variable of every optimiser (G and the three discriminator pairs).
+    grad_diff, n_grads = 0.0, 0
+    opts = lambda t: [t.opt_G, *t.d_optimizers().values()]
+    for opt_one, opt_two in zip(opts(one), opts(two)):
+        for m_one, m_two in zip(opt_one._momentums, opt_two._momentums, strict=True):
+            m_one, m_two = np.array(m_one), np.array(m_two)
+            scale = float(np.abs(m_one).max())
+            if scale == 0.0:  # a variable this step does not train must stay untrained on two replicas too
+                grad_diff = max(grad_diff, float(np.abs(m_two).max()))
+                continue
+            grad_diff = max(grad_diff, float(np.abs(m_one - m_two).max()) / scale)
+            n_grads += 1
     print(json.dumps({"loss_diff": loss_diff, "weight_diff": float(diffs.max()),
                       "mean_weight_diff": float(diffs.mean()), "n_weights": int(diffs.size),
+                      "grad_diff": grad_diff, "n_grads": n_grads,
                       "keys_equal": sorted(out["one"]) == sorted(out["two"]),
                       "steps": [int(one.step.numpy()), int(two.step.numpy())]}))
 """)
 
 
 @pytest.mark.slow
-def test_one_and_two_replicas_give_the_same_update():
+def test_one_and_two_replicas_give_the_same_gradients_and_update():
     """One Phase IIb step (all paths, all clones) of the same global batch of 4: on the default strategy, and on
     MirroredStrategy over two logical CPUs (2 samples per replica, gradients all-reduced).
 
-    Tolerance: every updated weight within 2e-5 absolute, a tenth of the first Adam step (lr = 2e-4 moves
-    each weight by about lr * sign(g)); observed max 1.03e-5, on weights whose gradient is ~0 next to Adam's
-    epsilon so that float rounding of the all-reduced sum flips the step. Mean difference below 1e-8
-    (observed 5e-11 over 2.3M weights); loss terms (global-batch means) within 1e-4 (observed 3.8e-6)."""
+    Adam's first step is about lr * sign(g) whatever the gradient's scale, so equal weights alone would not
+    notice a replica's loss summed instead of averaged (a missing division by the replica count). The
+    gradients are therefore compared too, through Adam's first moment (1 - beta_1) * g: per variable, the
+    largest difference relative to that variable's largest entry must stay below 1e-4 (float rounding of
+    the all-reduced sum; a gradient twice too large is off by 1).
+
+    Weights: every updated weight within 2e-5 absolute, a tenth of the first Adam step; it is larger than
+    the rounding of the sum on weights whose gradient is ~0 next to Adam's epsilon, so that rounding flips
+    the step. Mean difference below 1e-8; loss terms (global-batch means) within 1e-4."""
     proc = subprocess.run([sys.executable, "-c", ONE_VS_TWO_REPLICAS], cwd=REPO, env=train_env(),
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     print("1 vs 2 replicas:", report)
     assert report["keys_equal"] and report["steps"] == [1, 1]
+    assert report["n_grads"] > 0 and report["grad_diff"] < 1e-4
     assert report["weight_diff"] < 2e-5
     assert report["mean_weight_diff"] < 1e-8
     assert report["loss_diff"] < 1e-4

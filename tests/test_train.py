@@ -160,6 +160,80 @@ def test_phase_two_clones_discriminators_with_their_optimiser_state():
     assert int(trainer.step.numpy()) == 1 and int(trainer.phase.numpy()) == 1
 
 
+# ---------------------------------------------------------------------------------------------- gradients
+
+
+GENERATORS = ("V_bg", "V_p", "V_c", "G_bg0", "G_bg1", "G_fg0", "G_fg1", "G_fg2")
+ENCODERS = ("E_p", "E_c", "E_bg")
+
+
+def _gradient_norms(trainer, phase, term):
+    """Per network, the norm of d term / d weights in one forward pass of `phase` (0 where no gradient)."""
+    import tensorflow as tf
+
+    from onegan_tf.trainer import PHASE_PATHS
+
+    paths = PHASE_PATHS[phase]
+    batch = _tiny_batch(trainer.cfg)
+    with tf.GradientTape() as tape:
+        gen, sources, enc_fake, recs = trainer._paths(batch, paths)
+        loss = trainer._generation_losses(gen, batch["child"], enc_fake)[term]
+    nets = {k: getattr(trainer.model, k).trainable_variables for k in GENERATORS + ENCODERS}
+    grads = tape.gradient(loss, nets)
+    return {k: float(tf.linalg.global_norm([g for g in gs if g is not None] or [tf.zeros(())]))
+            for k, gs in grads.items()}
+
+
+@pytest.mark.parametrize("phase", [0, 1])
+def test_L_MSE_trains_the_encoders_only_and_L_E_also_the_generators(phase):
+    """SPEC §5: L_MSE (Eq. 13) matches the encoders' codes to the generator's, so it trains E_p, E_c, E_bg and
+    nothing upstream of the generated image; L_E (Eq. 12) trains the generators through the encoders'
+    classification. Phase I encodes the stopped fake for L_MSE alone; from IIa the fake path shares it."""
+    import keras
+
+    from onegan_tf.trainer import OneGANTrainer
+
+    keras.utils.set_random_seed(0)
+    trainer = OneGANTrainer(tiny_config())
+    mse = _gradient_norms(trainer, phase, "gen/L_MSE")
+    assert all(mse[k] == 0.0 for k in GENERATORS), mse
+    assert all(mse[k] > 0.0 for k in ENCODERS), mse
+    e = _gradient_norms(trainer, phase, "gen/L_E")
+    assert all(e[k] > 0.0 for k in ("V_p", "V_c", "G_bg0", "G_fg0", "G_fg2", "E_p", "E_c")), e
+
+
+@pytest.mark.slow
+def test_variables_without_gradient_in_phase_one_start_their_adam_count_in_phase_two():
+    """The encoders' variance and z heads get no gradient in Phase I (nothing samples from them before the
+    reconstruction paths); opt_G counts those iterations as skipped, so their first Phase II update is Adam's
+    first step, of size lr, while everything else keeps the shared count."""
+    import keras
+
+    from onegan_tf.trainer import OneGANTrainer
+
+    cfg = tiny_config()
+    keras.utils.set_random_seed(0)
+    trainer = OneGANTrainer(cfg)
+    batch = _tiny_batch(cfg)
+    for _ in range(cfg.train.phase1_steps):
+        trainer.train_step(batch, phase="I")
+    trainer.init_clones()
+    skipped = dict(zip((v.path for v in trainer.g_vars), trainer.opt_G._skipped_iterations.numpy()))
+    late = {p for p, k in skipped.items() if k}
+    assert all(k in (0, cfg.train.phase1_steps) for k in skipped.values()), skipped
+    heads = {f"{net}/{head}" for net, heads in (("E_p", ("sigma_p", "mu_z", "sigma_z")), ("E_c", ("sigma_c",)))
+             for head in heads}
+    assert heads <= {p.rsplit("/", 1)[0] for p in late}, late
+    assert not any(p.startswith(("G_", "V_")) for p in late), late
+
+    before = {v.path: v.numpy() for v in trainer.g_vars if v.path in late}
+    trainer.train_step(batch, phase="IIa")
+    for v in trainer.g_vars:
+        if v.path in late:
+            step = np.abs(v.numpy() - before[v.path])
+            assert step.max() <= cfg.train.learning_rate * 1.001 and np.median(step) > 0.5 * cfg.train.learning_rate
+
+
 # ---------------------------------------------------------------------------------------------- NaN
 
 
@@ -183,7 +257,7 @@ def test_nan_loss_stops_the_run_naming_step_and_terms_and_keeps_the_last_good_ch
     monkeypatch.setattr(OneGANTrainer, "train_step", train_step)
     run_dir = str(tmp_path / "run")
     cfg = tiny_config(run_dir=run_dir, phase1_steps=6, phase2a_steps=0, phase2b_steps=0, ckpt_every=2)
-    with pytest.raises(train.NonFiniteLossError) as err:
+    with pytest.raises(train.NonFiniteLossError, match="at step 2") as err:
         train.train(cfg)
     msg = str(err.value)
     assert "at step 2" in msg and "gen/L_RM" in msg and "total/L_GEN" in msg
@@ -191,6 +265,35 @@ def test_nan_loss_stops_the_run_naming_step_and_terms_and_keeps_the_last_good_ch
     assert tf.train.latest_checkpoint(os.path.join(run_dir, "ckpt")).endswith("ckpt-2")
     assert [r["step"] for r in _records(run_dir)] == [1, 2]
     assert not os.path.exists(os.path.join(run_dir, "summary.json"))
+
+
+@pytest.mark.slow
+def test_a_non_finite_step_between_two_checks_is_caught_by_the_in_graph_tracker(tmp_path, monkeypatch):
+    """Step 5 alone has a NaN L_RM (stopped, so the weights stay finite and step 7 is clean again); with
+    log_every=4 the host sees only steps 3 and 7, so only the step's own `bad_step` record can name step 5."""
+    import tensorflow as tf
+
+    from onegan_tf import losses, train
+    from onegan_tf.trainer import OneGANTrainer
+
+    poison = tf.Variable(0.0)
+    real_mask_regularization = losses.mask_regularization
+    monkeypatch.setattr(losses, "mask_regularization",
+                        lambda *a, **kw: real_mask_regularization(*a, **kw) + tf.stop_gradient(poison))
+    real_train_step = OneGANTrainer.train_step
+
+    def train_step(self, batch, phase):
+        poison.assign(float("nan") if int(self.step.numpy()) == 5 else 0.0)
+        return real_train_step(self, batch, phase)
+
+    monkeypatch.setattr(OneGANTrainer, "train_step", train_step)
+    run_dir = str(tmp_path / "run")
+    cfg = tiny_config(run_dir=run_dir, phase1_steps=8, phase2a_steps=0, phase2b_steps=0, log_every=4,
+                      ckpt_every=4)
+    with pytest.raises(train.NonFiniteLossError, match=r"at step 5; non-finite terms now: \(recovered since\)"):
+        train.train(cfg)
+    assert tf.train.latest_checkpoint(os.path.join(run_dir, "ckpt")).endswith("ckpt-4")
+    assert [r["step"] for r in _records(run_dir)] == [4]
 
 
 # ---------------------------------------------------------------------------------------------- bad input

@@ -42,18 +42,19 @@ def _json_lines(text):
 
 def check(a):
     size = [f"--image_size={a.image_size}", f"--channel_mult={a.channel_mult}", f"--batch_size={a.batch_size}"]
-    tf_out = _json_lines(_run([a.tf_python, os.path.join(HERE, "tf_reference.py"), *size],
+    tf_out = _json_lines(_run([a.tf_python, os.path.join(HERE, "tf_reference.py"), *size, f"--phases={a.phases}"],
                               {"TF_CPP_MIN_LOG_LEVEL": "3"}))[-1]
     torch_out = _json_lines(_run([a.torch_python, os.path.join(HERE, "onegan_torch.py"), "count", *size,
                                   f"--phases={a.phases}"]))[-1]
     bad = 0
     for key in ("params", "forward_flops"):
-        for name, ref in tf_out[key].items():
-            if name not in torch_out[key]:
-                continue
-            got = torch_out[key][name]
-            bad += got != ref
-            print(f"{key:14} {name:6} onegan_tf {ref:>16,}  torch {got:>16,}  {'ok' if got == ref else 'DIFFERENT'}")
+        # A network or phase that one side lacks is a difference, not something to skip.
+        for name in sorted(set(tf_out[key]) | set(torch_out[key])):
+            ref, got = tf_out[key].get(name), torch_out[key].get(name)
+            same = ref is not None and ref == got
+            bad += not same
+            show = lambda v: f"{v:>16,}" if v is not None else f"{'MISSING':>16}"  # noqa: E731
+            print(f"{key:14} {name:6} onegan_tf {show(ref)}  torch {show(got)}  {'ok' if same else 'DIFFERENT'}")
     print(f"total params: onegan_tf {sum(tf_out['params'].values()):,}, torch {sum(torch_out['params'].values()):,}")
     print(json.dumps({"what": "check", "config": size, "onegan_tf": tf_out, "torch": torch_out, "differences": bad}))
     return 1 if bad else 0
@@ -76,18 +77,14 @@ def bench(a):
     def torch_run():
         extra = ["--channels_last"] if a.channels_last else []
         return _json_lines(_run([a.torch_python, os.path.join(HERE, "onegan_torch.py"), "bench", *common,
-                                 f"--threads={a.threads}", *extra]))
+                                 f"--threads={a.threads}", *extra, *a.torch_flag]))
 
     for i in range(a.rounds):
         for fn in ((tf_run, torch_run) if i % 2 == 0 else (torch_run, tf_run)):
             for r in fn():
                 r = {**r, "round": i}
                 records.append(r)
-                line = json.dumps(r)
-                print(line, flush=True)
-                if a.out:
-                    with open(a.out, "a") as f:
-                        f.write(line + "\n")
+                _emit(r, a.out)
     print(f"\n{'phase':5} {'framework':10} {'median s/step':>14} {'images/s':>9}   (median over {a.rounds} rounds "
           f"of per-run medians; batch {a.batch_size})")
     for phase in a.phases.split(","):
@@ -104,9 +101,53 @@ def bench(a):
     return 0
 
 
+# One PyTorch setting changed at a time from the plain build, then all of them (the `bench` default).
+TORCH_SETTINGS = {
+    "plain": ["--adam=for_loop", "--malloc=default"],
+    "adam=foreach": ["--adam=foreach", "--malloc=default"],
+    "adam=fused": ["--adam=fused", "--malloc=default"],
+    "malloc=tuned": ["--adam=for_loop", "--malloc=tuned"],
+    "channels_last": ["--adam=for_loop", "--malloc=default", "--channels_last"],
+    "default (fused + tuned malloc)": [],
+    "default + channels_last": ["--channels_last"],
+}
+
+
+def settings(a):
+    """Each PyTorch setting alone against the plain build, in rounds that rotate their order."""
+    common = [f"--image_size={a.image_size}", f"--channel_mult={a.channel_mult}", f"--batch_size={a.batch_size}",
+              f"--phases={a.phases}", f"--steps={a.steps}", f"--warmup={a.warmup}", f"--threads={a.threads}"]
+    names, records = list(TORCH_SETTINGS), []
+    for i in range(a.rounds):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            for r in _json_lines(_run([a.torch_python, os.path.join(HERE, "onegan_torch.py"), "bench", *common,
+                                       *TORCH_SETTINGS[name]])):
+                r = {**r, "setting": name, "round": i}
+                records.append(r)
+                _emit(r, a.out)
+    for phase in a.phases.split(","):
+        plain = statistics.median(r["seconds_per_step"] for r in records
+                                  if r["setting"] == "plain" and r["phase"] == phase)
+        for name in names:
+            vals = [r["seconds_per_step"] for r in records if r["setting"] == name and r["phase"] == phase]
+            print(f"{phase:4} {name:32} median {statistics.median(vals):.4f} s/step "
+                  f"({plain / statistics.median(vals):.2f}x plain)  runs: " + ", ".join(f"{v:.3f}" for v in vals))
+    loads = [r["loadavg"][0] for r in records]
+    print(f"load average (1 min) during the runs: {min(loads):.2f} - {max(loads):.2f}")
+    return 0
+
+
+def _emit(record, out):
+    line = json.dumps(record)
+    print(line, flush=True)
+    if out:
+        with open(out, "a") as f:
+            f.write(line + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=("check", "bench"))
+    ap.add_argument("mode", choices=("check", "bench", "settings"))
     venv = os.path.join(ROOT, ".venv/bin/python")
     ap.add_argument("--tf_python",
                     default=os.environ.get("TF_PYTHON", venv if os.path.exists(venv) else sys.executable))
@@ -121,9 +162,11 @@ def main():
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     ap.add_argument("--channels_last", action="store_true", help="torch in NHWC memory format")
     ap.add_argument("--tf_flag", action="append", default=[], help="extra onegan_tf.bench flag (repeatable)")
+    ap.add_argument("--torch_flag", action="append", default=[],
+                    help="extra onegan_torch.py bench flag (repeatable), e.g. --torch_flag=--adam=foreach")
     ap.add_argument("--out", default="")
     a = ap.parse_args()
-    sys.exit(check(a) if a.mode == "check" else bench(a))
+    sys.exit({"check": check, "bench": bench, "settings": settings}[a.mode](a))
 
 
 if __name__ == "__main__":

@@ -397,10 +397,31 @@ W = {"L_G": 1.0, "L_E": 1.0, "L_MSE": 1.0, "L_Rv": 0.1, "L_RM": 2.0, "L_VAE": 1.
      "L_adv_rec": 1.0}
 
 
+ADAM_IMPLS = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for_loop": {"foreach": False}}
+
+
+def tune_malloc() -> bool:
+    """glibc malloc as a PyTorch CPU user tunes it: no mmap for large blocks, no trimming of the heap.
+
+    The same effect as MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ in the environment, applied from inside
+    the process (mallopt takes an int: 2 GiB - 1 is the largest threshold it accepts). Without it every
+    activation above the dynamic mmap threshold is a fresh mmap + page faults + munmap at every step.
+    """
+    import ctypes
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    biggest = 2 ** 31 - 1
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, biggest)) and bool(libc.mallopt(M_TRIM_THRESHOLD, biggest))
+
+
 class Trainer:
     """Networks, the two discriminator clone pairs, four Adam optimisers and `step(batch, phase)`."""
 
-    def __init__(self, cfg: Cfg, channels_last: bool = False, lr=2e-4, betas=(0.5, 0.999)):
+    def __init__(self, cfg: Cfg, channels_last: bool = False, adam_impl: str = "fused", lr=2e-4,
+                 betas=(0.5, 0.999)):
         self.cfg = cfg
         self.n = build_networks(cfg)
         self.D = {"gen": (self.n["D_bg"], self.n["D_c"])}
@@ -415,7 +436,8 @@ class Trainer:
             m.train()
         self.g_params = [p for k in NETWORK_NAMES[:11] for p in self.n[k].parameters()]
         self.g_params += self.n["D_c"].head_b_parameters()
-        adam = dict(lr=lr, betas=betas, eps=1e-7)
+        # ADAM_IMPLS: the three CPU implementations PyTorch offers; "fused" is one kernel over all parameters.
+        adam = dict(lr=lr, betas=betas, eps=1e-7, **ADAM_IMPLS[adam_impl])
         self.opt_G = torch.optim.Adam(self.g_params, **adam)
         self.d_params = {p: list(bg.parameters()) + c.own_parameters() for p, (bg, c) in self.D.items()}
         self.opt_D = {p: torch.optim.Adam(v, **adam) for p, v in self.d_params.items()}
@@ -595,12 +617,17 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (intra-op)")
     ap.add_argument("--channels_last", action="store_true", help="NHWC memory format (default NCHW)")
+    ap.add_argument("--adam", choices=tuple(ADAM_IMPLS), default="fused",
+                    help="torch.optim.Adam implementation (default: fused, one kernel for all parameters)")
+    ap.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
+                    help="tuned: glibc mallopt without mmap/trim thresholds (tune_malloc); default: as started")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
+    malloc_tuned = a.malloc == "tuned" and tune_malloc()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     cfg = Cfg(a.image_size, a.channel_mult)
-    trainer = Trainer(cfg, channels_last=a.channels_last)
+    trainer = Trainer(cfg, channels_last=a.channels_last, adam_impl=a.adam)
     gen = torch.Generator().manual_seed(a.seed)
     phases = a.phases.split(",")
     if a.mode == "count":
@@ -631,7 +658,7 @@ def main(argv=None):
             "framework": "torch", "what": "train", "phase": phase, "seconds_per_step": median,
             "images_per_s": a.batch_size / median, "step_seconds": seconds,
             "config": {"image_size": a.image_size, "channel_mult": a.channel_mult, "batch_size": a.batch_size,
-                       "channels_last": a.channels_last},
+                       "channels_last": a.channels_last, "adam": a.adam, "malloc_tuned": malloc_tuned},
             "threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()},
             "torch": torch.__version__, "cpu_model": cpu, "cpu_count": os.cpu_count(),
             "platform": platform.platform(), "loadavg": list(os.getloadavg())}), flush=True)

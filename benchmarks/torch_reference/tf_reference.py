@@ -21,9 +21,14 @@ def main():
     ap.add_argument("--image_size", type=int, default=128)
     ap.add_argument("--channel_mult", type=float, default=1.0)
     ap.add_argument("--batch_size", type=int, default=20)
+    ap.add_argument("--phases", default=",".join(PHASES))
     a = ap.parse_args()
+    unknown = set(a.phases.split(",")) - set(PHASES)
+    if unknown:
+        ap.error(f"--phases: unknown {sorted(unknown)}; the phases are {', '.join(PHASES)}")
     model = OneGAN(ModelConfig(image_size=a.image_size, channel_mult=a.channel_mult))
-    steps = {phase: flops.step_flops(model, TrainConfig(), phase, a.batch_size) for phase in PHASES}
+    steps = {phase: flops.step_flops(model, TrainConfig(), phase, a.batch_size) for phase in PHASES
+             if phase in a.phases.split(",")}
     out = {"params": model.parameter_counts(),
            "forward_flops": {name: f["forward"] for name, f in steps.items()},
            "training_flops": {name: f["training"] for name, f in steps.items()}}

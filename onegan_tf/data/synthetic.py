@@ -40,6 +40,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from absl import flags
+from PIL import Image
+from scipy import ndimage
 
 from onegan_tf import cli
 
@@ -391,7 +393,6 @@ def _foreground(inst: _Instance, res: int, layout, mask: np.ndarray) -> np.ndarr
     p = inst.pattern
     if p == "solid":
         # Colour B only on a rim a few pixels wide: the mask minus its erosion.
-        from scipy import ndimage
         rim_px = max(1, int(round(res / 40)))
         w = (~ndimage.binary_erosion(mask, iterations=rim_px)).astype(np.float32)
     elif p == "stripes":
@@ -519,8 +520,6 @@ def generate_many(spec: SyntheticSpec, indices: Iterable[int]) -> list[dict]:
 def write_dataset(out_dir: str, spec: SyntheticSpec, n: int, start: int = 0) -> None:
     """Write examples start .. start + n - 1 as images/XXXXXX.png, masks/XXXXXX.png, annotations.json
     (a list of {file, mask, bbox, child, parent}, paths relative to out_dir) and spec.json."""
-    from PIL import Image
-
     if os.path.isdir(out_dir) and os.listdir(out_dir):
         raise FileExistsError(f"write_dataset: {out_dir!r} is not empty; refusing to overwrite. "
                               f"Pass an empty or new folder, or delete this one first.")
@@ -546,8 +545,6 @@ def write_dataset(out_dir: str, spec: SyntheticSpec, n: int, start: int = 0) -> 
 
 
 def _save_grid(spec: SyntheticSpec, path: str, rows: int) -> None:
-    from PIL import Image
-
     cols = spec.n_child
     tiles = generate_many(spec, range(rows * cols))
     r = spec.resolution

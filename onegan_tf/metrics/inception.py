@@ -27,7 +27,9 @@ import os
 import warnings
 from collections import defaultdict
 
+import keras
 import numpy as np
+import tensorflow as tf
 from scipy import linalg
 from scipy.special import xlogy
 
@@ -190,8 +192,6 @@ class FeatureNet:
 
     def __init__(self, model, input_size: tuple[int, int], name: str, meaningful: bool = True,
                  batch_size: int = 50):
-        import tensorflow as tf
-
         self.model, self.input_size, self.name = model, tuple(int(s) for s in input_size), name
         self.meaningful, self.batch_size = meaningful, batch_size
         self.feature_dim = int(np.prod(model.outputs[0].shape[1:]))
@@ -223,16 +223,12 @@ class FeatureNet:
 
 
 def _inception(weights):
-    import keras
-
     base = keras.applications.InceptionV3(include_top=True, weights=weights)
     # InceptionV3 takes [-1, 1] (its preprocess_input), the project's convention: no rescaling needed.
     return keras.Model(base.inputs, [base.get_layer("avg_pool").output, base.output], name="inception_v3_features")
 
 
 def _user_classifier(path: str):
-    import keras
-
     model = keras.saving.load_model(path, compile=False)
     names = [layer.name for layer in model.layers]
     features_layer = model.get_layer("features") if "features" in names else model.layers[-2]
@@ -252,7 +248,6 @@ def _user_classifier(path: str):
 
 def feature_network(spec: str, batch_size: int = 50) -> FeatureNet:
     """The classifier of FID/IS/CFID/CIS, named by `spec`:
-
     * "inception_imagenet": keras.applications.InceptionV3 with ImageNet weights (Keras downloads them on
       first use into ~/.keras/models); features = the 2048-d global average pool, probs = the 1000-way
       softmax; 299×299 input.

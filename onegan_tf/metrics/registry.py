@@ -4,7 +4,8 @@ Modelled on StyleGAN2-ADA's `metric_main.py`: each metric module registers its f
 `@register("name")`; the evaluation driver (`onegan_tf.evaluate`) builds one `EvalContext` and calls
 `compute(names, ctx)`. The names are the public API (flags and result files use them):
 
-    segmentation  iou, dice, iou_dataset, dice_dataset, n_images
+    segmentation  iou, dice, iou_dataset, dice_dataset, n_images, images_per_s   (the reconstruction path)
+    segmentation_distilled   the same, for the distilled segmenter (`ctx.segment`)
     clustering    child_acc, child_nmi, parent_acc, parent_nmi, n_images
     fid           fid, n_real, n_generated
     is            is, is_std, n_generated, splits
@@ -55,6 +56,7 @@ class EvalContext(Protocol):
         'I_m' [B, H, W, 1] in [0, 1], 'e_c_logits' [B, N_C], 'e_p_logits' [B, N_P].
       generate(child, seed): the generation path from child classes [B] int; a dict with 'I' [B, H, W, 3].
       generate_like(images, seed): generation from the codes encoded from real images; a dict with 'I'.
+      segment(images): the distilled segmenter's I_m [B, H, W, 1] (optional; `segmentation_distilled`).
       feature_net(): the classifier of the inception metrics (see `metrics.inception.feature_network`).
     """
 
@@ -74,6 +76,9 @@ class EvalContext(Protocol):
     def generate_like(self, images: np.ndarray, seed: int) -> dict: ...
 
     def feature_net(self) -> FeatureNetLike: ...
+
+    # Optional: the distilled segmenter, images -> I_m [B, H, W, 1]; None when the run has none.
+    segment: Callable[[np.ndarray], np.ndarray] | None
 
 
 MetricFn = Callable[[EvalContext], dict]

@@ -10,6 +10,8 @@ prediction is exactly right. The same convention applies at dataset level.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from onegan_tf.metrics import registry
@@ -41,18 +43,44 @@ def dice(intersection, total) -> np.ndarray:
 
 @registry.register("segmentation")
 def segmentation(ctx: registry.EvalContext) -> dict[str, float]:
-    """IoU and DICE of `I_m > 0.5` vs `mask > 0.5`, per image averaged and dataset-level."""
+    """IoU and DICE of the reconstruction path's `I_m > 0.5` vs `mask > 0.5`, per image averaged and
+    dataset-level, and the path's speed on these images."""
     registry.require(ctx, "segmentation", masks=True)
-    sums = dict(iou=0.0, dice=0.0, intersection=0, union=0, total=0)
-    n = 0
-    for batch in registry.progress(ctx, ctx.real_batches(), "segmentation"):
-        out = ctx.reconstruct(batch["image"])
+
+    def predict(images):
+        out = ctx.reconstruct(images)
         registry.require_keys(out, ["I_m"], "segmentation", "reconstruct")
-        pred = np.asarray(out["I_m"])[..., 0] > 0.5
+        return out["I_m"]
+
+    return mask_scores(ctx, predict, "segmentation")
+
+
+@registry.register("segmentation_distilled")
+def segmentation_distilled(ctx: registry.EvalContext) -> dict[str, float]:
+    """The same scores for the segmenter distilled from the generator (onegan_tf.distill): one network."""
+    registry.require(ctx, "segmentation_distilled", masks=True)
+    if getattr(ctx, "segment", None) is None:
+        raise registry.MetricError("metric 'segmentation_distilled' needs a distilled segmenter: train with "
+                                   "--distill_steps > 0 (the run's checkpoint has none)")
+    return mask_scores(ctx, ctx.segment, "segmentation_distilled")
+
+
+def mask_scores(ctx, predict, metric: str) -> dict[str, float]:
+    """Scores of `predict(images) -> I_m [B, H, W, 1]` over the split; `images_per_s` times every batch after
+    the first (which pays for tracing)."""
+    sums = dict(iou=0.0, dice=0.0, intersection=0, union=0, total=0)
+    n, timed_images, timed_s = 0, 0, 0.0
+    for batch in registry.progress(ctx, ctx.real_batches(), metric):
+        t0 = time.perf_counter()
+        I_m = np.asarray(predict(batch["image"]))
+        if n:
+            timed_s += time.perf_counter() - t0
+            timed_images += len(I_m)
+        pred = I_m[..., 0] > 0.5
         gt = np.asarray(batch["mask"]) > 0.5
         if pred.shape != gt.shape:
             raise registry.MetricError(
-                f"metric 'segmentation': I_m has shape {pred.shape} but the ground-truth masks {gt.shape}; "
+                f"metric {metric!r}: I_m has shape {pred.shape} but the ground-truth masks {gt.shape}; "
                 "masks must be cut and resized like the images")
         inter, union, total = mask_overlaps(pred, gt)
         sums["iou"] += float(iou(inter, union).sum())
@@ -62,11 +90,12 @@ def segmentation(ctx: registry.EvalContext) -> dict[str, float]:
         sums["total"] += int(total.sum())
         n += len(pred)
     if n == 0:
-        raise registry.MetricError(f"metric 'segmentation': {registry.dataset_name(ctx)} yielded no images")
+        raise registry.MetricError(f"metric {metric!r}: {registry.dataset_name(ctx)} yielded no images")
     return {
         "iou": sums["iou"] / n,
         "dice": sums["dice"] / n,
         "iou_dataset": float(iou(sums["intersection"], sums["union"])),
         "dice_dataset": float(dice(sums["intersection"], sums["total"])),
         "n_images": n,
+        "images_per_s": timed_images / timed_s if timed_s else float("nan"),
     }

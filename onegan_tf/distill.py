@@ -1,0 +1,87 @@
+"""Segmenter distillation: train the U-Net of `onegan_tf.segmenter` on pairs (I, I_m) drawn from the generator.
+
+After the three phases of the schedule (Sec. 4.3) the generator is frozen and every distillation step
+1. samples child classes uniformly and z ~ N(0, I) from the stateless seed (seed, step), as a training step
+   of the generation path does (a stream of its own, so it never repeats a training draw);
+2. generates I and I_m (Eq. 1-5) with the run's generator weights (the EMA by default);
+3. takes one Adam step of the segmenter on the per-pixel binary cross-entropy between its mask on I and
+   the target: I_m itself (`soft`) or I_m > 0.5 (`hard`).
+Every pair is fresh, so the segmenter never sees an image twice and cannot overfit a finite set.
+
+`Distiller` holds the segmenter, its optimiser and its step counter; the trainer tracks it, so the run's
+checkpoint holds the distillation too and a resumed run continues it exactly.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from onegan_tf.config import Config
+from onegan_tf.model import OneGAN, sample_children, sample_z
+from onegan_tf.segmenter import build_segmenter
+
+# Salt of the distillation's random stream, so that its draws differ from the training steps' (seed, step).
+STREAM = 1 << 40
+
+
+def distillation_noise(seed: int, step, batch: int, cfg: Config) -> dict:
+    """The child classes and z of one distillation step, from the stateless seed (seed, STREAM + step)."""
+    key = tf.stack([tf.cast(seed, tf.int64), STREAM + tf.cast(step, tf.int64)])
+    s = tf.random.experimental.stateless_split(key, 2)
+    return {"child": sample_children(s[0], batch, cfg.model.n_child),
+            "z": sample_z(s[1], batch, cfg.model.d_z)}
+
+
+def distillation_target(I_m, target: str):
+    """What the segmenter learns from the generator's mask: I_m itself (soft) or I_m > 0.5 (hard)."""
+    I_m = tf.stop_gradient(tf.cast(I_m, tf.float32))
+    return I_m if target == "soft" else tf.cast(I_m > 0.5, tf.float32)
+
+
+def segmentation_loss(target, predicted):
+    """Mean per-pixel binary cross-entropy between a target mask and a predicted one, both in [0, 1]."""
+    return tf.reduce_mean(keras.losses.binary_crossentropy(target, tf.cast(predicted, tf.float32)))
+
+
+def mask_iou(a, b):
+    """Mean over the batch of the IoU of the masks a > 0.5 and b > 0.5 (1 where both are empty)."""
+    a, b = a > 0.5, b > 0.5
+    inter = tf.reduce_sum(tf.cast(a & b, tf.float32), axis=[1, 2, 3])
+    union = tf.reduce_sum(tf.cast(a | b, tf.float32), axis=[1, 2, 3])
+    return tf.reduce_mean(tf.where(union > 0, inter / tf.maximum(union, 1.0), 1.0))
+
+
+class Distiller(tf.Module):
+    """The segmenter, its Adam optimiser and the distillation step counter."""
+
+    def __init__(self, cfg: Config):
+        super().__init__(name="distiller")
+        tc = cfg.train
+        self.cfg = cfg
+        self.segmenter = build_segmenter(cfg.model)
+        self.optimizer = keras.optimizers.Adam(tc.distill_learning_rate, name="opt_S")
+        self.optimizer.build(self.segmenter.trainable_variables)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="distill_step")
+        self._untracked = {}
+
+    def train_step(self, model: OneGAN) -> dict:
+        """One distillation step on fresh pairs of `model`'s generator; returns its loss and the IoU of the
+        segmenter's masks with the generator's (before the update)."""
+        if "fn" not in self._untracked:
+            self._untracked["fn"] = tf.function(lambda: self._step(model))
+        return self._untracked["fn"]()
+
+    def _step(self, model: OneGAN) -> dict:
+        tc = self.cfg.train
+        noise = distillation_noise(tc.seed, self.step, tc.batch_size, self.cfg)
+        gen = model.generate(noise["child"], noise["z"])
+        image = tf.stop_gradient(tf.cast(gen["I"], tf.float32))
+        target = distillation_target(gen["I_m"], tc.distill_target)
+        with tf.GradientTape() as tape:
+            predicted = self.segmenter(image, training=True)
+            loss = segmentation_loss(target, predicted)
+        variables = self.segmenter.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self.step.assign_add(1)
+        return {"distill/L_BCE": loss, "distill/IoU_generator": mask_iou(predicted, gen["I_m"])}

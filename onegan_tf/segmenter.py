@@ -1,0 +1,59 @@
+"""The distilled segmenter: a compact U-Net from an image to its foreground mask (not in the paper).
+
+OneGAN segments a real image through its reconstruction path: E_p, E_c and E_bg encode it, G_fg redraws the
+object and its mask Î_m (Fig. 4). The generator alone already produces unlimited (I, I_m) pairs, so an
+ordinary segmentation network can be trained on them instead (`onegan_tf.distill`; Melas-Kyriazi et al.'s
+recipe with BigBiGAN); at inference it runs one small network rather than three encoders and two generators.
+
+The network is a plain U-Net of built-in Keras layers (so its `.keras` file loads with Keras alone): at each
+of `levels` resolutions two Conv3x3 -> GroupNorm(1 group) -> ReLU, a 2x2 max-pool down, nearest upsampling
+and the skip connection back up; a Conv1x1 + sigmoid gives I_m in [0, 1]. The normalisation is per sample
+(as everywhere in OneGAN's networks), so a mask never depends on the rest of the batch. Widths start at 32
+and double per level (capped at 256), scaled by `channel_mult` like every other network; the coarsest
+feature map is 1/8 of the image (the size of OneGAN's pre-images).
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import layers
+
+from onegan_tf.config import ModelConfig
+
+BASE_WIDTH = 32
+MAX_WIDTH = 256
+
+
+def segmenter_widths(cfg: ModelConfig) -> tuple[int, ...]:
+    """Widths per level, finest first; the last one is the bottleneck at image_size / 8."""
+    levels = int(math.log2(cfg.image_size // 8)) + 1
+    return tuple(cfg.width(min(BASE_WIDTH * 2 ** i, MAX_WIDTH)) for i in range(levels))
+
+
+def _double_conv(x, width: int, name: str):
+    for i in (1, 2):
+        x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
+        x = layers.GroupNormalization(groups=1, name=f"{name}_norm{i}")(x)
+        x = layers.ReLU(name=f"{name}_relu{i}")(x)
+    return x
+
+
+def build_segmenter(cfg: ModelConfig, name: str = "segmenter") -> keras.Model:
+    """The U-Net for images of `cfg.image_size` in [-1, 1] -> I_m of shape (B, H, W, 1) in [0, 1]."""
+    widths = segmenter_widths(cfg)
+    image = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
+    x, skips = image, []
+    for i, w in enumerate(widths[:-1]):
+        x = _double_conv(x, w, f"down{i}")
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
+    x = _double_conv(x, widths[-1], "bottleneck")
+    for i in reversed(range(len(widths) - 1)):
+        x = layers.UpSampling2D(2, name=f"up{i}")(x)
+        x = layers.Concatenate(name=f"skip{i}")([x, skips[i]])
+        x = _double_conv(x, widths[i], f"up{i}")
+    logits = layers.Conv2D(1, 1, name="logits")(x)
+    mask = layers.Activation("sigmoid", dtype="float32", name="I_m")(logits)
+    return keras.Model(image, mask, name=name)

@@ -1,0 +1,170 @@
+"""The EMA generator (onegan_tf.ema) and the segmenter distilled from generated pairs (onegan_tf.distill).
+
+The EMA: its decay against a hand computation of StyleGAN2-ADA's formula, one update against a hand lerp,
+and one training step's shadow against the raw weights it averaged. Then one tiny run end to end: train the
+schedule and the distillation, rewind it to a mid-training checkpoint and resume (the shadow and the
+segmenter must come out exactly as in the uninterrupted run), export the SavedModel and serve `segment`
+from a fresh process that has only TensorFlow and Keras.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tiny import tiny_config, train_env
+
+from onegan_tf.config import ConfigError
+from onegan_tf.distill import distillation_target, segmentation_loss
+from onegan_tf.ema import AVERAGED, ema_beta, ema_update
+
+
+def test_ema_beta_is_half_per_half_life_with_the_rampup_capping_it():
+    # Half-life 10 images (ema_kimg 0.01), batch 4, ramp-up 0.5: after 8 images the half-life is
+    # min(10, 0.5 * 8) = 4 images, so one batch of 4 halves the shadow's share: beta = 0.5.
+    assert float(ema_beta(8, 4, 0.01, 0.5)) == pytest.approx(0.5)
+    # After 100 images the cap min(10, 50) = 10 is the half-life itself: beta = 0.5 ** (4 / 10).
+    assert float(ema_beta(100, 4, 0.01, 0.5)) == pytest.approx(0.5 ** 0.4)
+    # Without a ramp-up the half-life holds from the start; with one, the first update copies the weights.
+    assert float(ema_beta(0, 4, 0.01, 0.0)) == pytest.approx(0.5 ** 0.4)
+    assert float(ema_beta(0, 4, 0.01, 0.5)) == 0.0
+
+
+def test_ema_update_moves_the_shadow_from_the_weights_by_beta():
+    shadow, weights = tf.Variable([1.0, 2.0]), tf.Variable([3.0, 6.0])
+    ema_update([shadow], [weights], 0.25)
+    # w + (shadow - w) * beta = [3 - 2 * 0.25, 6 - 4 * 0.25]
+    np.testing.assert_allclose(shadow.numpy(), [2.5, 5.0])
+    np.testing.assert_allclose(weights.numpy(), [3.0, 6.0])
+
+
+def test_a_training_step_averages_the_generators_into_the_shadow():
+    from onegan_tf import data
+    from onegan_tf.trainer import OneGANTrainer, step_noise
+
+    # Half-life 4 images = one batch, no ramp-up: beta = 0.5 at every step.
+    cfg = tiny_config(ema_kimg=0.004, ema_rampup=0.0)
+    trainer = OneGANTrainer(cfg)
+    assert set(trainer.ema.networks) == set(AVERAGED) and not hasattr(trainer.ema, "E_c")
+    before = {k: [w.numpy() for w in getattr(trainer.ema, k).weights] for k in AVERAGED}
+    x_c, x_bg = data.train_streams(cfg.data, cfg.model.image_size, cfg.train.batch_size, cfg.train.seed, 0)
+    batch = {"x_c": next(iter(x_c)), "x_bg": next(iter(x_bg)), **step_noise(0, 0, cfg.train.batch_size, cfg)}
+    trainer.train_step(batch, "I")
+    changed = 0
+    for key in AVERAGED:
+        for old, raw, new in zip(before[key], getattr(trainer.model, key).weights, getattr(trainer.ema, key).weights):
+            np.testing.assert_allclose(new.numpy(), raw.numpy() + (old - raw.numpy()) * 0.5, rtol=1e-6, atol=1e-7)
+            changed += int(not np.allclose(old, raw.numpy()))
+    assert changed, "the step changed no generator weight; the test would prove nothing"
+    # The generation model shares the encoders and swaps in the shadow generators.
+    gen = trainer.generation_model
+    assert gen.G_fg2 is trainer.ema.G_fg2 and gen.E_c is trainer.model.E_c
+
+
+def test_distillation_targets_soft_masks_or_thresholded_ones():
+    I_m = tf.constant([[[[0.2], [0.7]]]])
+    np.testing.assert_allclose(distillation_target(I_m, "soft").numpy(), I_m.numpy())
+    np.testing.assert_allclose(distillation_target(I_m, "hard").numpy(), [[[[0.0], [1.0]]]])
+    # Binary cross-entropy by hand: -(0.7 log 0.9 + 0.3 log 0.1) for one pixel.
+    loss = segmentation_loss(tf.constant([[[[0.7]]]]), tf.constant([[[[0.9]]]]))
+    assert float(loss) == pytest.approx(-(0.7 * np.log(0.9) + 0.3 * np.log(0.1)), rel=1e-5)
+
+
+def test_config_refuses_an_ema_that_does_not_exist_and_unknown_targets():
+    with pytest.raises(ConfigError, match="generator_weights='ema' needs an EMA"):
+        tiny_config(ema_kimg=0.0)
+    tiny_config(ema_kimg=0.0, generator_weights="raw")
+    with pytest.raises(ConfigError, match="distill_target"):
+        tiny_config(distill_target="fuzzy")
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+DISTILL_STEPS = 4
+
+
+def _state(ckpt_prefix: str, prefix: str) -> dict:
+    return {name: tf.train.load_variable(ckpt_prefix, name) for name, _ in tf.train.list_variables(ckpt_prefix)
+            if name.startswith(prefix)}
+
+
+def _train(run_dir: str):
+    from onegan_tf.train import train
+
+    cfg = tiny_config(run_dir=run_dir, distill_steps=DISTILL_STEPS, ckpt_every=2, keep_checkpoints=10,
+                      ema_kimg=0.004, ema_rampup=0.0, seed=3)
+    return cfg, train(cfg)
+
+
+@pytest.mark.slow
+def test_distillation_trains_checkpoints_resumes_exports_and_serves(tmp_path, monkeypatch):
+    from onegan_tf import export
+    from onegan_tf.checkpoint import load_run
+
+    monkeypatch.setenv("TF_DETERMINISTIC_OPS", "1")
+    full = str(tmp_path / "full")
+    cfg, summary = _train(full)
+    steps = cfg.train.steps
+    final = os.path.join(full, "ckpt", f"ckpt-{steps + DISTILL_STEPS}")
+    assert summary["checkpoint"] == final
+    assert os.path.exists(os.path.join(full, "segmenter.keras"))
+    logged = [json.loads(line) for line in open(os.path.join(full, "metrics.jsonl"))]
+    assert [r["step"] for r in logged if r["phase"] == "distill"] == list(range(steps + 1, steps + DISTILL_STEPS + 1))
+    assert all(np.isfinite(r["distill/L_BCE"]) for r in logged if r["phase"] == "distill")
+
+    # Rewind a copy to the checkpoint of step 4 (inside the schedule) and resume it with the same settings.
+    resumed = str(tmp_path / "resumed")
+    shutil.copytree(full, resumed)
+    os.remove(os.path.join(resumed, "segmenter.keras"))
+    ckpt_dir = os.path.join(resumed, "ckpt")
+    for name in os.listdir(ckpt_dir):
+        if name.startswith("ckpt-") and int(name.split("-")[1].split(".")[0]) > 4:
+            os.remove(os.path.join(ckpt_dir, name))
+    tf.compat.v1.train.update_checkpoint_state(ckpt_dir, os.path.join(ckpt_dir, "ckpt-4"))
+    _, summary = _train(resumed)
+    assert summary["start_step"] == 4
+    again = os.path.join(resumed, "ckpt", f"ckpt-{steps + DISTILL_STEPS}")
+    for prefix in ("trainer/ema/", "trainer/distiller/"):
+        a, b = _state(final, prefix), _state(again, prefix)
+        assert a and a.keys() == b.keys()
+        for name in a:
+            np.testing.assert_allclose(b[name], a[name], rtol=1e-6, atol=1e-7, err_msg=name)
+
+    # The run loads with the shadow generators and the segmenter; export, then serve from a fresh process.
+    run, raw = load_run(resumed), load_run(resumed, weights="raw")
+    assert run.weights == "ema" and run.segmenter is not None
+    assert not np.allclose(run.model.G_fg0.weights[0].numpy(), raw.model.G_fg0.weights[0].numpy())
+    np.testing.assert_array_equal(run.model.E_c.weights[0].numpy(), raw.model.E_c.weights[0].numpy())
+    path = export.export_saved_model(run.model, str(tmp_path / "serving"), "onegan", step=run.step,
+                                     segmenter=run.segmenter)
+    image = export.example_inputs("segment", run.config.model, 3)["image"]
+    expected = run.segmenter(image).numpy()
+    script = (
+        "import sys, json, numpy as np, tensorflow as tf, keras\n"
+        "m = tf.saved_model.load(sys.argv[1])\n"
+        "x = np.load(sys.argv[3])\n"
+        "e = tf.zeros((0,)); s = tf.zeros((0,), tf.int64)\n"
+        "seg = m.signatures['segment'](image=x, betas=e, seed=s)['mask'].numpy()\n"
+        "enc = m.signatures['segment_encoder'](image=x, betas=e, seed=s)['mask'].numpy()\n"
+        "k = keras.saving.load_model(sys.argv[2])(x).numpy()\n"
+        "np.savez(sys.argv[4], segment=seg, segment_encoder=enc, keras=k)\n"
+        "print(json.dumps(any(n.startswith('onegan_tf') for n in sys.modules)))\n")
+    np.save(tmp_path / "x.npy", image)
+    proc = subprocess.run([sys.executable, "-c", script, path, os.path.join(resumed, "segmenter.keras"),
+                           str(tmp_path / "x.npy"), str(tmp_path / "out.npz")],
+                          cwd=str(tmp_path), env={**train_env(), "PYTHONPATH": ""}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) is False, "the server imported onegan_tf"
+    out = np.load(tmp_path / "out.npz")
+    np.testing.assert_allclose(out["segment"], expected, atol=1e-5)
+    np.testing.assert_allclose(out["keras"], expected, atol=1e-5)
+    encoder = np.asarray(run.model.reconstruct(image)["I_m_hat"])
+    np.testing.assert_allclose(out["segment_encoder"], encoder, atol=1e-4)
+    assert not np.allclose(out["segment"], out["segment_encoder"], atol=1e-3)
