@@ -1,4 +1,4 @@
-"""Trivial baselines that put OneGAN's segmentation and clustering numbers in context (issue 9).
+"""Trivial baselines that put OneGAN's segmentation and clustering numbers in context.
 
 Each runs on the same evaluation images the model is scored on and uses the metrics' own pure functions:
 - `all_foreground`: every pixel is object.

@@ -1,4 +1,4 @@
-"""`python -m onegan_tf.bench`: how fast one configuration trains and serves on this machine (issue 7).
+"""`python -m onegan_tf.bench`: how fast one configuration trains and serves on this machine.
 
     python -m onegan_tf.bench --image_size=32 --channel_mult=0.25 --batch_size=20 --steps=5 \\
         --what=train,flops,data,serving --out=bench.jsonl

@@ -1,4 +1,4 @@
-"""Fine-tune the classifier of FID/IS/CFID/CIS on a labelled image dataset (SPEC §7; paper Sec. 5).
+"""Fine-tune the classifier of FID/IS/CFID/CIS on a labelled image dataset (docs/design.md §7; paper Sec. 5).
 
 The paper computed FID and IS with an InceptionV3 fine-tuned per dataset. This command trains such a
 classifier and saves it as a `.keras` file that `--feature_net=<path>` (metrics.inception.feature_network)

@@ -1,8 +1,8 @@
 """The one configuration object of onegan_tf.
 
-`Config` groups three frozen dataclasses: `ModelConfig` (what the networks look like; SPEC §1–4),
-`DataConfig` (where images come from and how they are cut; SPEC §6) and `TrainConfig` (the schedule,
-optimisers, loss weights and the run's bookkeeping; SPEC §5). Every field carries its help text in
+`Config` groups three frozen dataclasses: `ModelConfig` (what the networks look like; docs/design.md §1–4),
+`DataConfig` (where images come from and how they are cut; docs/design.md §6) and `TrainConfig` (the schedule,
+optimisers, loss weights and the run's bookkeeping; docs/design.md §5). Every field carries its help text in
 `metadata["help"]`; `onegan_tf.flags` turns each field into one absl flag of the same name, so a field is
 declared once and documented once. Nothing in this module reads flags: the model code, the data pipeline
 and notebooks build these objects from plain arguments.
@@ -14,7 +14,7 @@ import dataclasses
 import json
 from typing import Any
 
-# Class counts of the paper's datasets (paper Sec. 5; SPEC §1).
+# Class counts of the paper's datasets (paper Sec. 5; docs/design.md §1).
 DATASET_CLASSES = {
     "birds": (200, 20),
     "dogs": (120, 12),
@@ -40,7 +40,7 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Sizes and switches of the networks (SPEC §1–4, supplementary Tab. 2–9)."""
+    """Sizes and switches of the networks (docs/design.md §1–4, supplementary Tab. 2–9)."""
 
     image_size: int = _field(128, "Image side H = W in pixels; one of 32, 64, 128 (paper: 128).")
     channel_mult: float = _field(
@@ -76,7 +76,7 @@ class ModelConfig:
         if self.n_child % self.n_parent:
             raise ConfigError(
                 f"n_child={self.n_child} must be a multiple of n_parent={self.n_parent}: child c belongs to "
-                f"parent c // (n_child // n_parent) (SPEC §1)")
+                f"parent c // (n_child // n_parent) (docs/design.md §1)")
         if self.norm not in NORMS:
             raise ConfigError(f"norm={self.norm!r} is not supported; allowed values: {NORMS}")
         if not self.bypass and not self.mixup_preimages:
@@ -103,7 +103,7 @@ DATA_SOURCES = ("synthetic", "cub", "folder", "caltech_birds2011", "stanford_dog
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Where the images come from and how they are cut (SPEC §6)."""
+    """Where the images come from and how they are cut (docs/design.md §6)."""
 
     dataset: str = _field("synthetic", "Image source: synthetic, cub, caltech_birds2011, stanford_dogs, "
                           "cars196 or folder.")
@@ -111,11 +111,11 @@ class DataConfig:
                            "image folder; synthetic: where to cache the generated set, '' = memory).")
     crop: str = _field("bbox", "Object crop: bbox (FineGAN's 1.5 x box square, paper) or full (whole image).")
     split_seed: int = _field(0, "Seed of the 80/20 object/background split and of the background patch "
-                             "positions (SPEC §6).")
+                             "positions (docs/design.md §6).")
     background_patches_per_image: int = _field(
         4, "Background patches cut from each image of the 20 % split: the largest box-free square beside "
         "each side of the box (left, right, above, below) whose side is >= 1/4 of the shorter image side, "
-        "largest first, at most this many (SPEC §6).")
+        "largest first, at most this many (docs/design.md §6).")
     mask_dir: str = _field("", "Folder of ground-truth mask PNGs, one per image matched by file stem "
                            "(folder and TFDS sources; e.g. DeepLabV3 masks for Dogs/Cars). '' = none.")
     data_cache: bool = _field(False, "Hold the decoded, cropped training images (uint8, image_size) in "
@@ -149,7 +149,7 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Schedule, optimisers, loss weights and bookkeeping of a run (SPEC §5, paper Sec. 4-5)."""
+    """Schedule, optimisers, loss weights and bookkeeping of a run (docs/design.md §5, paper Sec. 4-5)."""
 
     run_dir: str = _field("runs/default", "Directory of the run: config, checkpoints, TensorBoard logs.")
     seed: int = _field(0, "Seed of the codes, the mixup betas and the data order.")
@@ -172,7 +172,7 @@ class TrainConfig:
     weight_REC: float = _field(1.0, "Weight of L_REC, the L1 reconstruction loss (Eq. 16, 18).")
     weight_PER: float = _field(1.0, "Weight of L_PER, the perceptual loss (Eq. 17, 18).")
     weight_adv_rec: float = _field(1.0, "Weight of the reconstruction paths' adversarial terms against "
-                                   "their discriminator clones (SPEC §5).")
+                                   "their discriminator clones (docs/design.md §5).")
     weight_MS: float = _field(0.0, "Weight of a mode-seeking term on the generation path (not in the "
                               "paper; 0 = off). Pairs of samples share classes and differ in z.")
     mask_target: float = _field(0.5, "Target foreground fraction of the mask regulariser L_RM (paper: 0.5).")

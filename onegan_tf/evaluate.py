@@ -1,4 +1,4 @@
-"""`python -m onegan_tf.evaluate --run_dir=RUN`: the evaluation protocol of SPEC §7 on a trained run.
+"""`python -m onegan_tf.evaluate --run_dir=RUN`: the evaluation protocol of docs/design.md §7 on a trained run.
 
 run directory -> config.json + checkpoint (`onegan_tf.checkpoint`) -> `ModelEvalContext` (the registry's
 `EvalContext` over `data.eval_dataset` and the model's tasks) -> `metrics.compute` -> RUN/eval/report.json,

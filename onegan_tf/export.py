@@ -32,7 +32,7 @@ square and resized to S (bilinear, antialiased). The REST-first `serving_default
 
 Optional controls are inputs of shape [None] whose empty value means the default (a signature has no
 optional inputs: TF Serving requires every input of the signature in every request):
-`betas` float32, [] = the inference defaults (SPEC §4: beta1..beta4 = 1; beta3 = beta4 = 0 for a model
+`betas` float32, [] = the inference defaults (docs/design.md §4: beta1..beta4 = 1; beta3 = beta4 = 0 for a model
 trained without bypass, `model.inference_beta_values`), or 4 values in [0, 1] used for every image, which
 must agree with the model's Tab. 3b switches (`OneGAN.check_inference_betas`);
 `seed` int64, [] = encoder means instead of samples (reconstruction) or seed (0, 0) (generation), or 2
@@ -164,7 +164,8 @@ def _optional(value, size: int, name: str, meaning: str):
 
 
 def inference_controls(betas, seed, batch, cfg: ModelConfig):
-    """The `betas` and `seed` inputs -> (betas dict, eps dict) for `OneGAN.reconstruct`; [] = SPEC §4 defaults."""
+    """The `betas` and `seed` inputs -> (betas dict, eps dict) for `OneGAN.reconstruct`; [] = the defaults of
+    docs/design.md §4."""
     given, values = _optional(betas, 4, "betas", "beta1..beta4, each in [0, 1]")
     in_range = tf.debugging.assert_less_equal(tf.reduce_max(tf.abs(values - 0.5)), 0.5,
                                               message="input `betas`: each beta must be in [0, 1]")

@@ -1,4 +1,4 @@
-"""OneGAN: the networks, the hierarchy of codes and the two paths (paper Sec. 3-4, Eq. 1-9; SPEC §4-5).
+"""OneGAN: the networks, the hierarchy of codes and the two paths (paper Sec. 3-4, Eq. 1-9; docs/design.md §4-5).
 
 `OneGAN` owns the sub-networks of `networks.build_networks` and exposes
 - `generate(child, z)`: the generation path, Eq. 1-5 -> dict of named tensors;
@@ -27,7 +27,7 @@ BETA_RANGES = {"beta1": (0.0, 1.0), "beta2": (0.0, 1.0), "beta3": (0.5, 1.0), "b
 
 
 def parent_of(child, cfg: ModelConfig):
-    """The hierarchy of SPEC §1: child c belongs to parent c // (N_C // N_P)."""
+    """The hierarchy of docs/design.md §1: child c belongs to parent c // (N_C // N_P)."""
     return child // cfg.children_per_parent
 
 
@@ -43,7 +43,7 @@ def mix(a, b, beta):
 
 
 def reparameterize(mu, sigma, eps=None):
-    """A sample mu + exp(sigma / 2) * eps (sigma is a log-variance, SPEC §3); the mean when eps is None."""
+    """A sample mu + exp(sigma / 2) * eps (sigma is a log-variance, docs/design.md §3); the mean when eps is None."""
     return mu if eps is None else mu + ops.exp(0.5 * sigma) * eps
 
 
@@ -53,7 +53,7 @@ def sample_z(seed, batch: int, d_z: int):
 
 
 def sample_children(seed, batch: int, n_child: int):
-    """Child classes drawn uniformly (SPEC §5)."""
+    """Child classes drawn uniformly (docs/design.md §5)."""
     return tf.random.stateless_uniform((batch,), seed=seed, minval=0, maxval=n_child, dtype=tf.int32)
 
 
@@ -65,7 +65,7 @@ def sample_betas(seed, batch: int) -> dict:
 
 
 def inference_betas(batch: int) -> dict:
-    """SPEC §4's inference defaults: beta1 = beta2 = beta3 = beta4 = 1 (encoded codes and bypasses)."""
+    """docs/design.md §4's inference defaults: beta1 = beta2 = beta3 = beta4 = 1 (encoded codes and bypasses)."""
     return {name: tf.ones((batch,)) for name in BETA_NAMES}
 
 
@@ -141,11 +141,11 @@ class OneGAN(tf.Module):
     # -- reconstruction path (Sec. 4.2, Eq. 6-9) ------------------------------------------------------------
     def reconstruct(self, I, betas: dict | None = None, eps: dict | None = None, target_child=None,
                     training: bool = False, encoded: dict | None = None) -> dict:
-        """Reconstruct image I through encoders and generators (SPEC §5 steps 1-4).
+        """Reconstruct image I through encoders and generators (docs/design.md §5 steps 1-4).
 
         betas: per-sample mixup weights {beta1..beta4: (B,)}; None = inference defaults (all 1).
         eps:   reparameterisation noise {"p", "c", "z"}; None = encoder means (inference).
-        target_child: (B,) classes whose V_c code replaces v_cmix — image-to-image translation (SPEC §4).
+        target_child: (B,) classes whose V_c code replaces v_cmix — image-to-image translation (docs/design.md §4).
         encoded: `encode(I)` if already computed this step (the generation path's losses need it too).
         Returns every intermediate by its paper name; reconstructed tensors carry a `_hat` suffix.
         """

@@ -1,4 +1,4 @@
-"""The end of a run: evaluation, honest baselines, figure grids, SavedModel export and `report.md` (issue 9).
+"""The end of a run: evaluation, honest baselines, figure grids, SavedModel export and `report.md`.
 
 `finalize_run(cfg)` is what `python -m onegan_tf.train` does after the last step when `--final_eval` names
 metrics (the demo flagfile does):

@@ -3,7 +3,7 @@
 Every task is one call of the model's two paths, never a copy of them:
 - `generate(model, child, z)`: conditional generation, Eq. 1-5 (parents follow the hierarchy);
   `generate_like(model, images)`: generation from the classes encoded from real images (suppl. Fig. 1).
-- `reconstruct(model, images)`: reconstruction and segmentation (Fig. 4), at the inference betas of SPEC §4.
+- `reconstruct(model, images)`: reconstruction and segmentation (Fig. 4), at the inference betas of docs/design.md §4.
 - `segment_distilled(segmenter, images)`: the mask from the segmenter distilled from the generator (not in
   the paper; `onegan_tf.distill`); `--task=segment` uses it when the run has one.
 - `cluster(model, images)`: child and parent cluster ids, argmax of ê_c and ê_p, with their probabilities.
@@ -40,7 +40,7 @@ from onegan_tf.model import OneGAN, sample_z
 TASKS = ("segment", "cluster", "translate", "remove", "generate")
 FIGURE_COLUMNS = 8        # columns of the figure grids (real images or classes)
 TRANSLATION_TARGETS = 6   # default target classes of --task=translate and of the translation figure
-MASK_THRESHOLD = 0.5      # SPEC §7: a pixel is foreground where I_m > 0.5
+MASK_THRESHOLD = 0.5      # docs/design.md §7: a pixel is foreground where I_m > 0.5
 
 
 # ---------------------------------------------------------------------------------------------- the tasks
@@ -118,7 +118,7 @@ def cluster(model: OneGAN, images) -> dict:
 
 def translate(model: OneGAN, images, target_child) -> dict:
     """Image-to-image translation (Fig. 6): the reconstruction path with v_cmix replaced by V_c(target)
-    (SPEC §4); codes, pose and the background bypass come from the image. target_child: an int or [B].
+    (docs/design.md §4); codes, pose and the background bypass come from the image. target_child: an int or [B].
     The translated image is `I_hat`."""
     images = _images(images)
     target = tf.broadcast_to(tf.convert_to_tensor(target_child, tf.int32), [tf.shape(images)[0]])

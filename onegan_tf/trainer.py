@@ -1,4 +1,4 @@
-"""One training iteration of OneGAN under a `tf.distribute` strategy (paper Sec. 4; SPEC §5).
+"""One training iteration of OneGAN under a `tf.distribute` strategy (paper Sec. 4; docs/design.md §5).
 
 Reads top to bottom like Sec. 4: the generation path every step, the reconstruction of fake images from
 Phase IIa, of real images in Phase IIb; the discriminators (and, in Phase II, their per-path clones) updated
@@ -210,7 +210,7 @@ class OneGANTrainer(tf.Module):
 
     @property
     def g_vars(self) -> list:
-        """What L_GEN + L_AE trains: embeddings, generators, encoders and D_c's head B (SPEC §5)."""
+        """What L_GEN + L_AE trains: embeddings, generators, encoders and D_c's head B (docs/design.md §5)."""
         return self._untracked.g_vars
 
     @property
@@ -219,7 +219,7 @@ class OneGANTrainer(tf.Module):
         return self._untracked.d_vars
 
     def _optimizer(self, name):
-        # keras.optimizers.Adam's update and state, applied with one fused kernel per variable (issue 7).
+        # keras.optimizers.Adam's update and state, applied with one fused kernel per variable.
         tc = self.cfg.train
         opt = FusedAdam(tc.learning_rate, beta_1=tc.beta_1, beta_2=tc.beta_2, name=name)
         if tc.mixed_precision == "mixed_float16":
@@ -315,7 +315,7 @@ class OneGANTrainer(tf.Module):
         gen = m.generate(batch["child"], batch["z"], training=True)
         # Reconstruction paths (Sec. 4.2): the fake image of this step (stopped) and real X_c.
         sources = {"rec_fake": tf.stop_gradient(gen["I"]), "rec_real": batch["x_c"]}
-        # E_p, E_c on the stopped fake: what L_MSE trains (the encoders alone, SPEC §5) and what the fake
+        # E_p, E_c on the stopped fake: what L_MSE trains (the encoders alone, docs/design.md §5) and what the fake
         # reconstruction path starts from, computed once for both.
         enc_fake = (m.encode(sources["rec_fake"], training=True)
                     if self.cfg.train.weight_MSE or "rec_fake" in paths else None)
@@ -383,7 +383,8 @@ class OneGANTrainer(tf.Module):
             terms["gen/L_E"] = losses.classification_loss(enc["e_p_hat"], enc["e_c_hat"], c_out["D_cB"],
                                                           parent_of(child, mc), child)
         if tc.weight_MSE:
-            # L_MSE trains the encoders only (SPEC §5): their inputs I, I_m are stopped, and so are its targets.
+            # L_MSE trains the encoders only (docs/design.md §5): their inputs I, I_m are stopped, and so are its
+            # targets.
             B_bg = m.E_bg((sg(gen["I"]), sg(gen["I_m"])), training=True)["B_bg"] if mc.bypass else None
             terms["gen/L_MSE"] = losses.code_distance_loss(
                 gen["v_c"], enc_fake["mu_c"], gen["v_p"], enc_fake["mu_p"], gen["A_fg"],

@@ -1,4 +1,4 @@
-"""`python -m onegan_tf.bench` and the FLOP count it reports (issue 7)."""
+"""`python -m onegan_tf.bench` and the FLOP count it reports."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _tiny_model():
 
 def test_patch_discriminator_flops_match_a_hand_count():
     """D_bg at 32x32, channel_mult 1/8: resize to 30, K4 convs with strides (2, 1, 1), widths 8, 16, 32,
-    two K4 heads (SPEC §3, networks.D_BG_GEOMETRY)."""
+    two K4 heads (docs/design.md §3, networks.D_BG_GEOMETRY)."""
     from onegan_tf import flops
 
     hand = (2 * 16 * 3 * 8 * 14 * 14        # conv1 30 -> 14

@@ -1,4 +1,4 @@
-"""The demo end to end (issue 9), shortened: `python -m onegan_tf.train --flagfile=configs/demo.cfg` with a
+"""The demo end to end, shortened: `python -m onegan_tf.train --flagfile=configs/demo.cfg` with a
 few dozen steps must train, evaluate on the held-out split, compare with the baselines, export the SavedModel
 and write report.md — in one process started as `python -m` (as the README's command does)."""
 

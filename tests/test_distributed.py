@@ -1,4 +1,4 @@
-"""The training step under tf.distribute (SPEC §5): one replica and two replicas give the same update, and
+"""The training step under tf.distribute (docs/design.md §5): one replica and two replicas give the same update, and
 a two-worker MultiWorkerMirroredStrategy run on 127.0.0.1 completes."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SPEC §1, §4, §5 / paper Eq. 1-9: the hierarchy, composition, both paths, mixup and the input checks."""
+"""docs/design.md §1, §4, §5 / paper Eq. 1-9: the hierarchy, composition, both paths, mixup and the input checks."""
 
 import contextlib
 import dataclasses
@@ -71,7 +71,7 @@ def assert_same(a, b):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Hierarchy (SPEC §1, Eq. 1) and composition (Eq. 5).
+# Hierarchy (docs/design.md §1, Eq. 1) and composition (Eq. 5).
 
 
 @pytest.mark.parametrize("dataset", sorted(DATASET_CLASSES))

@@ -1,4 +1,4 @@
-"""SPEC §3 / supplementary Tab. 3-9: the sub-networks' parameter counts, output shapes and input checks."""
+"""docs/design.md §3 / supplementary Tab. 3-9: the sub-networks' parameter counts, output shapes and input checks."""
 
 import keras
 import numpy as np
@@ -8,7 +8,7 @@ from onegan_tf import networks
 from onegan_tf.config import DATASET_CLASSES, ModelConfig
 from onegan_tf.model import OneGAN
 
-# SPEC §3, Birds (N_C = 200, N_P = 20), image size 128, channel multiplier 1.0.
+# docs/design.md §3, Birds (N_C = 200, N_P = 20), image size 128, channel multiplier 1.0.
 PAPER_COUNTS = {
     "V_bg": 640, "V_p": 320, "V_c": 6_400, "G_bg0": 16_125_440, "G_bg1": 775_459, "G_fg0": 15_601_152,
     "G_fg1": 811_520, "G_fg2": 545_380, "E_c": 29_112_456, "E_p": 39_856_252, "E_bg": 3_020_672,
@@ -73,7 +73,7 @@ def small_config(size, **kw):
 
 
 def expected_shapes(cfg, batch=BATCH):
-    """The named outputs of every network (SPEC §3), from the spec's sizes and `cfg.width`."""
+    """The named outputs of every network (docs/design.md §3), from the spec's sizes and `cfg.width`."""
     S, a, w, hidden = cfg.image_size, cfg.image_size // 8, cfg.width, cfg.width(networks.HIDDEN)
     A = (batch, a, a, w(256))
     grid, feat = D_BG_GRID[S], D_BG_FEATURES[S]

@@ -1,4 +1,4 @@
-"""Training (SPEC §5, paper Sec. 4): every phase's loss terms finite and logged, the discriminator clones of
+"""Training (docs/design.md §5, paper Sec. 4): every phase's loss terms finite and logged, the discriminator clones of
 Phase II, TensorBoard scalars/figures/profile, a NaN stopping the run, errors on bad input before any work,
 `--dry_run`, and one step of the full-size model."""
 
@@ -186,7 +186,7 @@ def _gradient_norms(trainer, phase, term):
 
 @pytest.mark.parametrize("phase", [0, 1])
 def test_L_MSE_trains_the_encoders_only_and_L_E_also_the_generators(phase):
-    """SPEC §5: L_MSE (Eq. 13) matches the encoders' codes to the generator's, so it trains E_p, E_c, E_bg and
+    """docs/design.md §5: L_MSE (Eq. 13) matches the encoders' codes to the generator's, so it trains E_p, E_c, E_bg and
     nothing upstream of the generated image; L_E (Eq. 12) trains the generators through the encoders'
     classification. Phase I encodes the stopped fake for L_MSE alone; from IIa the fake path shares it."""
     import keras

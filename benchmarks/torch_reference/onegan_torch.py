@@ -1,4 +1,5 @@
-"""An eager PyTorch implementation of onegan_tf's architecture and training step: the baseline of issue 7.
+"""An eager PyTorch implementation of onegan_tf's architecture and training step: the baseline the TensorFlow
+step is compared with.
 
 Standalone (torch + numpy only); not part of the onegan_tf package and not one of its dependencies. It
 mirrors /work/shared/SPEC.md §2-5 as onegan_tf builds it:

@@ -22,7 +22,7 @@ class SkippedFile(Exception):
 def prepare_image(image, size: int) -> np.ndarray:
     """A PIL image of any size and mode -> float32 [size, size, 3] in [-1, 1].
 
-    Like the evaluation pipeline (SPEC §6) with no box known: RGB (grayscale, palette, CMYK and alpha
+    Like the evaluation pipeline (docs/design.md §6) with no box known: RGB (grayscale, palette, CMYK and alpha
     converted), the centred square crop, bilinear resize with antialiasing, rounded to uint8, mapped to [-1, 1].
     """
     image = ImageOps.exif_transpose(image).convert("RGB")

@@ -1,4 +1,4 @@
-"""tf.data pipelines the trainer and the evaluator read (SPEC §6, issue 3).
+"""tf.data pipelines the trainer and the evaluator read (docs/design.md §6).
 
 `train_streams` gives the two real domains of Eq. 10: X_c (object crops, random horizontal flip) and X_bg
 (background patches, random horizontal flip — patches are textures, flipping them is a free augmentation

@@ -1,4 +1,4 @@
-"""Image sources: where the images, boxes, labels and masks come from (SPEC §6, issue 3).
+"""Image sources: where the images, boxes, labels and masks come from (docs/design.md §6).
 
 A source turns one on-disk (or generated) dataset into a `Source`: a flat, key-sorted list of validated
 `Example`s plus what is known about the classes. Every image is opened once here (PIL, in a thread pool):
@@ -38,7 +38,7 @@ from PIL import Image
 
 from onegan_tf.config import DATA_SOURCES, DATASET_CLASSES, DataConfig
 
-# TFDS builder name -> the paper's dataset (class counts, SPEC §1).
+# TFDS builder name -> the paper's dataset (class counts, docs/design.md §1).
 TFDS_DATASETS = {"caltech_birds2011": "birds", "stanford_dogs": "dogs", "cars196": "cars"}
 SOURCES = DATA_SOURCES
 
@@ -101,7 +101,7 @@ class _Raw:
 
 
 def parent_of(child: int, n_child: int | None, n_parent: int | None) -> int:
-    """p = c // (N_C // N_P) (SPEC §1); -1 when the hierarchy is unknown."""
+    """p = c // (N_C // N_P) (docs/design.md §1); -1 when the hierarchy is unknown."""
     if child < 0 or not n_child or not n_parent:
         return -1
     return child // (n_child // n_parent)
@@ -226,7 +226,7 @@ def _load_folder(cfg: DataConfig) -> Source:
                          child=int(a.get("child", -1)), parent=int(a.get("parent", -1)),
                          mask=resolve(a["mask"], "masks") if a.get("mask") else None))
     has_labels = bool(raws) and all(r.child >= 0 for r in raws)
-    if spec.get("n_child") and spec.get("n_parents"):  # parents follow from children (SPEC §1)
+    if spec.get("n_child") and spec.get("n_parents"):  # parents follow from children (docs/design.md §1)
         for r in raws:
             if r.parent < 0:
                 r.parent = parent_of(r.child, spec["n_child"], spec["n_parents"])

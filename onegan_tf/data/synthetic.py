@@ -11,7 +11,7 @@ download:
 - **Child = appearance within a parent**: a `PATTERNS` entry (solid with rim, stripes, spots, checker,
   two-tone split, gradient) times a two-colour `PALETTES` entry. Children of one parent differ in both
   pattern and palette; palettes are shared across parents, so colour alone does not identify a child.
-  Child `c` belongs to parent `c // children_per_parent` (SPEC §1); index `i` has child `i % n_child`.
+  Child `c` belongs to parent `c // children_per_parent` (docs/design.md §1); index `i` has child `i % n_child`.
 - **Pose**: random rotation, mirror, position (not centred) and scale, with mask area fraction in
   [0.15, 0.60]. Anti-aliased: the coverage is rendered at `SUPERSAMPLE`x and box-downsampled; the mask is
   that soft coverage >= 0.5, the image is `bg * (1 - cover) + fg * cover`.

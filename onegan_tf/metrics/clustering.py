@@ -1,4 +1,4 @@
-"""Clustering metrics: ACC (Hungarian matching) and NMI of `argmax ê_c(E_c(x))` (SPEC §7).
+"""Clustering metrics: ACC (Hungarian matching) and NMI of `argmax ê_c(E_c(x))` (docs/design.md §7).
 
 Clusters are the argmax of the encoders' logits on real images; classes are the true labels. The same is
 done for parents (`argmax ê_p`). The math lives in small numpy functions computed from the contingency

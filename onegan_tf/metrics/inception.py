@@ -1,4 +1,4 @@
-"""Inception-based metrics: FID, IS, CFID, CIS, and the feature network they share (SPEC §7).
+"""Inception-based metrics: FID, IS, CFID, CIS, and the feature network they share (docs/design.md §7).
 
 * FID: Fréchet distance between Gaussians fitted to classifier pool features of real and generated images.
   Real statistics stream: the sum and the sum of outer products are accumulated in float64, so memory is

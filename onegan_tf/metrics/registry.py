@@ -1,4 +1,4 @@
-"""The metric registry: a name maps to a function `fn(ctx) -> dict[str, float]` (SPEC §7).
+"""The metric registry: a name maps to a function `fn(ctx) -> dict[str, float]` (docs/design.md §7).
 
 Modelled on StyleGAN2-ADA's `metric_main.py`: each metric module registers its functions with
 `@register("name")`; the evaluation driver (`onegan_tf.evaluate`) builds one `EvalContext` and calls

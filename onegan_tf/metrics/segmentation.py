@@ -1,4 +1,4 @@
-"""Segmentation metrics: IoU and DICE of the predicted mask I_m against the ground truth (SPEC §7).
+"""Segmentation metrics: IoU and DICE of the predicted mask I_m against the ground truth (docs/design.md §7).
 
 The reconstruction path runs on real images at the inference betas; the prediction is `I_m > 0.5`, the
 ground truth is `mask > 0.5` (masks arrive scaled to [0, 1]). Both the per-image average (the paper's
