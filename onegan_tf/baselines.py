@@ -2,7 +2,7 @@
 
 Each runs on the same evaluation images the model is scored on and uses the metrics' own pure functions:
 - `all_foreground`: every pixel is object.
-- `centred_ellipse`: a centred disc whose area is the mean object area of the *training* split, fixed
+- `centred_disc`: a centred disc whose area is the mean object area of the *training* split, fixed
   before the evaluation split is looked at.
 - `border_colour`: pixels far (in RGB) from the mean colour of the image border are object; the threshold
   is the best one on the evaluation split itself, so this is an optimistic (oracle-threshold) baseline.
@@ -48,7 +48,7 @@ def disc_mask(size: int, area_fraction: float) -> np.ndarray:
     return (xx - size / 2) ** 2 + (yy - size / 2) ** 2 <= r * r
 
 
-def centred_ellipse(gt: np.ndarray, train_area_fraction: float) -> dict:
+def centred_disc(gt: np.ndarray, train_area_fraction: float) -> dict:
     """IoU/DICE of a centred disc with the training split's mean object area."""
     disc = disc_mask(gt.shape[1], train_area_fraction)
     return {**_scores(np.broadcast_to(disc, gt.shape), gt), "area_fraction": float(train_area_fraction)}
@@ -86,7 +86,7 @@ def mean_area_fraction(masks: np.ndarray) -> float:
 def all_baselines(images, masks, child, parent, train_area_fraction, n_child, n_parent, seed=0) -> dict:
     """Every baseline on one evaluation set: images (N,H,W,3) in [-1,1], masks (N,H,W) bool, labels (N,)."""
     out = {"all_foreground": all_foreground(masks),
-           "centred_ellipse": centred_ellipse(masks, train_area_fraction),
+           "centred_disc": centred_disc(masks, train_area_fraction),
            "border_colour": border_colour(images, masks)}
     if child is not None and np.all(np.asarray(child) >= 0):
         out["kmeans_child"] = kmeans_pixels(images, child, n_child, seed)
@@ -104,7 +104,7 @@ def synthetic_baselines(spec: synthetic.SyntheticSpec, n: int = 600, examples: l
     parent = np.array([e["parent"] for e in ex])
     b = all_baselines(images, gt, child, parent, mean_area_fraction(gt), spec.n_child, spec.n_parents, spec.seed)
     return {"n": float(len(ex)), "all_fg_iou": b["all_foreground"]["iou"],
-            "centred_ellipse_iou": b["centred_ellipse"]["iou"], "border_colour_iou": b["border_colour"]["iou"],
+            "centred_disc_iou": b["centred_disc"]["iou"], "border_colour_iou": b["border_colour"]["iou"],
             "kmeans_child_nmi": b["kmeans_child"]["nmi"], "kmeans_child_acc": b["kmeans_child"]["acc"],
             "kmeans_parent_nmi": b["kmeans_parent"]["nmi"], "kmeans_parent_acc": b["kmeans_parent"]["acc"]}
 

@@ -34,6 +34,11 @@ def _field(default: Any, help: str, **kw) -> Any:  # noqa: A002 - mirrors absl's
     return dataclasses.field(default=default, metadata={"help": help, **kw})
 
 
+def _resumable(default: Any, help: str, **kw) -> Any:  # noqa: A002
+    """A setting that may change between a run and its resumption (bookkeeping, devices, speed)."""
+    return _field(default, help, resumable=True, **kw)
+
+
 class ConfigError(ValueError):
     """A configuration value is out of its allowed range; the message names the argument."""
 
@@ -107,7 +112,7 @@ class DataConfig:
 
     dataset: str = _field("synthetic", "Image source: synthetic, cub, caltech_birds2011, stanford_dogs, "
                           "cars196 or folder.")
-    data_dir: str = _field("", "Directory the source reads from (CUB release root, TFDS data_dir, "
+    data_dir: str = _resumable("", "Directory the source reads from (CUB release root, TFDS data_dir, "
                            "image folder; synthetic: where to cache the generated set, '' = memory).")
     crop: str = _field("bbox", "Object crop: bbox (FineGAN's 1.5 x box square, paper) or full (whole image).")
     split_seed: int = _field(0, "Seed of the 80/20 object/background split and of the background patch "
@@ -118,11 +123,11 @@ class DataConfig:
         "largest first, at most this many (docs/design.md §6).")
     mask_dir: str = _field("", "Folder of ground-truth mask PNGs, one per image matched by file stem "
                            "(folder and TFDS sources; e.g. DeepLabV3 masks for Dogs/Cars). '' = none.")
-    data_cache: bool = _field(False, "Hold the decoded, cropped training images (uint8, image_size) in "
+    data_cache: bool = _resumable(False, "Hold the decoded, cropped training images (uint8, image_size) in "
                               "host memory after the first pass; for datasets that fit in RAM.")
-    tfds_download: bool = _field(False, "TFDS sources: download and prepare the dataset into data_dir if "
+    tfds_download: bool = _resumable(False, "TFDS sources: download and prepare the dataset into data_dir if "
                                  "it is not there yet.")
-    tfds_manual_dir: str = _field("", "TFDS sources: folder holding manually downloaded archives "
+    tfds_manual_dir: str = _resumable("", "TFDS sources: folder holding manually downloaded archives "
                                   "(TFDS manual_dir); implies preparing the dataset.")
     tfds_splits: str = _field("train,test", "TFDS sources: comma-separated TFDS splits pooled into one set "
                               "before the 80/20 split.")
@@ -151,7 +156,7 @@ class DataConfig:
 class TrainConfig:
     """Schedule, optimisers, loss weights and bookkeeping of a run (docs/design.md §5, paper Sec. 4-5)."""
 
-    run_dir: str = _field("runs/default", "Directory of the run: config, checkpoints, TensorBoard logs.")
+    run_dir: str = _resumable("runs/default", "Directory of the run: config, checkpoints, TensorBoard logs.")
     seed: int = _field(0, "Seed of the codes, the mixup betas and the data order.")
     batch_size: int = _field(20, "Global batch size (paper: 20), split evenly over replicas.")
     phase1_steps: int = _field(200_000, "Length of Phase I, generation only (paper: 200k).")
@@ -190,30 +195,30 @@ class TrainConfig:
                                  "(I_m > 0.5).")
     distill_learning_rate: float = _field(1e-3, "Adam learning rate of the distilled segmenter.")
     # Devices and speed.
-    strategy: str = _field("default", "Distribution: default (one device), mirrored (all local GPUs or "
+    strategy: str = _resumable("default", "Distribution: default (one device), mirrored (all local GPUs or "
                            "--devices) or multi_worker (MultiWorkerMirroredStrategy from TF_CONFIG).")
-    devices: str = _field("", "Comma-separated devices for --strategy=mirrored, e.g. /gpu:0,/gpu:1 "
+    devices: str = _resumable("", "Comma-separated devices for --strategy=mirrored, e.g. /gpu:0,/gpu:1 "
                           "('' = all local GPUs, or the CPU when there is none).")
     mixed_precision: str = _field("off", "Mixed precision policy: off, mixed_float16 (with loss scaling) "
                                   "or mixed_bfloat16.")
-    jit_compile: bool = _field(False, "Compile the training step with XLA (one replica only).")
+    jit_compile: bool = _resumable(False, "Compile the training step with XLA (one replica only).")
     # Bookkeeping.
-    log_every: int = _field(100, "Write scalars to TensorBoard and check losses every N steps.")
-    image_every: int = _field(2000, "Write the generation and reconstruction grids every N steps.")
-    ckpt_every: int = _field(2000, "Save a checkpoint every N steps (and at the end of the run).")
-    keep_checkpoints: int = _field(3, "Checkpoints kept in run_dir/ckpt.")
-    profile_steps: str = _field("", "Profile steps START,END (TensorBoard Profile tab), '' = none.")
-    progress: bool = _field(True, "Show a progress bar on the console.")
+    log_every: int = _resumable(100, "Write scalars to TensorBoard and check losses every N steps.")
+    image_every: int = _resumable(2000, "Write the generation and reconstruction grids every N steps.")
+    ckpt_every: int = _resumable(2000, "Save a checkpoint every N steps (and at the end of the run).")
+    keep_checkpoints: int = _resumable(3, "Checkpoints kept in run_dir/ckpt.")
+    profile_steps: str = _resumable("", "Profile steps START,END (TensorBoard Profile tab), '' = none.")
+    progress: bool = _resumable(True, "Show a progress bar on the console.")
     # The end of the run (onegan_tf.report): evaluation, baselines, figures, export, report.md.
-    final_eval: str = _field("", "Metrics to evaluate when training ends, comma-separated (e.g. "
+    final_eval: str = _resumable("", "Metrics to evaluate when training ends, comma-separated (e.g. "
                              "segmentation,clustering,fid,is,cfid,cis); '' = none. Writes run_dir/report.md.")
-    final_split: str = _field("object", "Split evaluated when training ends: object, test (synthetic's "
+    final_split: str = _resumable("object", "Split evaluated when training ends: object, test (synthetic's "
                               "held-out set), all.")
-    final_feature_net: str = _field("finetuned", "Feature network of the final generation metrics: "
+    final_feature_net: str = _resumable("finetuned", "Feature network of the final generation metrics: "
                                     "finetuned (a small CNN fine-tuned on the training split's child labels), "
                                     "inception_imagenet, or a .keras classifier path.")
-    final_num_generated: int = _field(2000, "Images generated for the final FID/IS.")
-    final_export: bool = _field(False, "Export the SavedModel to run_dir/export when training ends.")
+    final_num_generated: int = _resumable(2000, "Images generated for the final FID/IS.")
+    final_export: bool = _resumable(False, "Export the SavedModel to run_dir/export when training ends.")
 
     def __post_init__(self):
         for name in ("phase1_steps", "phase2a_steps", "phase2b_steps", "total_steps"):
@@ -298,9 +303,21 @@ class Config:
                    train=TrainConfig(**d.get("train", {})))
 
 
-def dataset_class_counts(name: str) -> tuple[int, int]:
-    """(N_C, N_P) of one of the paper's datasets by name."""
-    try:
-        return DATASET_CLASSES[name]
-    except KeyError:
-        raise ConfigError(f"unknown dataset {name!r}; known: {sorted(DATASET_CLASSES)}") from None
+def resumable_settings() -> tuple[str, ...]:
+    """The fields marked `_resumable`: a run may be resumed with other values of these."""
+    return tuple(f.name for cls in (ModelConfig, DataConfig, TrainConfig) for f in dataclasses.fields(cls)
+                 if f.metadata.get("resumable"))
+
+
+def config_differences(saved: dict, current: dict, ignore: tuple = ()) -> list[str]:
+    """Settings that differ between a run directory's config and this run's, as 'section.name: a -> b';
+    `ignore` names settings left out (the resumable ones, when checking a resumption)."""
+    diffs = []
+    for section in sorted(set(saved) | set(current)):
+        a, b = saved.get(section, {}), current.get(section, {})
+        for name in sorted(set(a) | set(b)):
+            if name in ignore:
+                continue
+            if a.get(name) != b.get(name):
+                diffs.append(f"{section}.{name}: {a.get(name)!r} (checkpoint) -> {b.get(name)!r} (now)")
+    return diffs

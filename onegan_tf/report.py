@@ -6,7 +6,7 @@ metrics (the demo flagfile does):
    training (object) split — the paper used an InceptionV3 fine-tuned per dataset; `--final_feature_net`
    gives another;
 2. `evaluate.evaluate` on `--final_split` (the synthetic set's held-out `test` split by default);
-3. `baselines.all_baselines` on the very same images (the ellipse's area from the training split);
+3. `baselines.all_baselines` on the very same images (the centred disc's area from the training split);
 4. the SavedModel export under run_dir/export (`export.export_saved_model`);
 5. run_dir/report.md: a metrics table beside the baselines, the figure grids, and where everything is.
 
@@ -96,7 +96,7 @@ def finalize_run(cfg: Config, model=None, step: int | None = None, raw_model=Non
         metrics.append("segmentation_distilled")
     classifier = None
     feature_net = tc.final_feature_net
-    # The training split is read once: it trains the feature network and gives the ellipse baseline its area.
+    # The training split is read once: it trains the feature network and gives the centred-disc baseline its area.
     train_split = collect(cfg.data, mc.image_size, "object")
     if feature_net == "finetuned" and any(m in metrics for m in ("fid", "is", "cfid", "cis")):
         classifier = train_feature_classifier(cfg, os.path.join(out_dir, "feature_classifier.keras"),
@@ -141,7 +141,7 @@ def metric_rows(report: dict, base: dict, raw_generation: dict | None = None) ->
     for key in ("iou", "dice"):
         for metric, label in routes:
             b = ", ".join(f"{name.replace('_', ' ')} {_fmt(base[name][key])}" for name in
-                          ("all_foreground", "centred_ellipse", "border_colour") if name in base)
+                          ("all_foreground", "centred_disc", "border_colour") if name in base)
             which = f", {label}" if len(routes) > 1 else ""
             rows.append(("segmentation", f"mask {key.upper()} (per image{which})", _fmt(m[metric][key]), b))
     if len(routes) > 1:
@@ -179,8 +179,8 @@ def markdown(cfg: Config, summary: dict) -> str:
     lines.append("")
     if "border_colour" in base:
         lines.append(f"The border-colour baseline uses the best threshold on these very images "
-                     f"({base['border_colour']['threshold']:.2f}): an optimistic bound. The ellipse is a centred disc "
-                     f"with the training split's mean object area ({base['centred_ellipse']['area_fraction']:.3f}).")
+                     f"({base['border_colour']['threshold']:.2f}): an optimistic bound. The centred disc has "
+                     f"the training split's mean object area ({base['centred_disc']['area_fraction']:.3f}).")
     if summary.get("classifier"):
         c = summary["classifier"]
         lines.append(f"Generation metrics use a small CNN fine-tuned on the training split's child labels "

@@ -24,18 +24,13 @@ from absl import flags, logging
 from tqdm import tqdm
 
 from onegan_tf import cli, data, figures
-from onegan_tf.config import Config, ConfigError
+from onegan_tf.config import Config, ConfigError, config_differences, resumable_settings
 from onegan_tf.files import save_keras, write_json
 from onegan_tf.flags import config_from_flags, define_config_flags
 from onegan_tf.model import OneGAN, sample_z
 from onegan_tf.report import finalize_run
-from onegan_tf.trainer import PHASES, OneGANTrainer, config_differences, phase_at, step_noise, step_plan
+from onegan_tf.trainer import PHASES, OneGANTrainer, phase_at, step_noise, step_plan
 
-# Settings that may change between a run and its resumption (bookkeeping, devices, speed).
-RESUMABLE_CHANGES = ("run_dir", "log_every", "image_every", "ckpt_every", "keep_checkpoints", "profile_steps",
-                     "progress", "strategy", "devices", "jit_compile", "data_dir", "data_cache",
-                     "tfds_download", "tfds_manual_dir", "final_eval", "final_split", "final_feature_net",
-                     "final_num_generated", "final_export")
 GRID_COLUMNS = 8
 # The distilled segmenter, written into the run directory when distillation ends.
 SEGMENTER_FILE = "segmenter.keras"
@@ -96,7 +91,7 @@ def check_resumable(cfg: Config, run_dir: str) -> None:
         raise IncompatibleRunError(f"{run_dir} holds a checkpoint but no config.json; cannot check it matches")
     with open(path) as f:
         saved = json.load(f)
-    diffs = config_differences(saved, cfg.to_dict(), RESUMABLE_CHANGES)
+    diffs = config_differences(saved, cfg.to_dict(), resumable_settings())
     if diffs:
         raise IncompatibleRunError(
             f"run_dir={run_dir} holds a checkpoint of a run with other settings; refusing to resume. "

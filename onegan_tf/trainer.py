@@ -432,17 +432,3 @@ def _judge(D, target, hat, with_target: bool):
     b = tf.shape(hat)[0]
     out = D(tf.concat([target, hat], 0), training=True)
     return {k: v[:b] for k, v in out.items()}, {k: v[b:] for k, v in out.items()}
-
-
-def config_differences(saved: dict, current: dict, ignore: tuple) -> list[str]:
-    """Settings that differ between a run directory's config and this run's, as 'section.name: a -> b'."""
-    diffs = []
-    for section in sorted(set(saved) | set(current)):
-        a, b = saved.get(section, {}), current.get(section, {})
-        for name in sorted(set(a) | set(b)):
-            if name in ignore:
-                continue
-            if a.get(name) != b.get(name):
-                diffs.append(f"{section}.{name}: {a.get(name)!r} (checkpoint) -> {b.get(name)!r} (now)")
-    return diffs
-

@@ -120,7 +120,7 @@ def test_outlines_of_one_child_differ_beyond_pose():
 def test_trivial_baselines_do_not_solve_it():
     scores = baselines.synthetic_baselines(SPEC, n=200)
     assert scores["all_fg_iou"] < 0.4
-    assert scores["centred_ellipse_iou"] < 0.55
+    assert scores["centred_disc_iou"] < 0.55
     assert scores["border_colour_iou"] < 0.65
     assert scores["kmeans_child_nmi"] < 0.45
     assert scores["kmeans_parent_nmi"] < 0.2

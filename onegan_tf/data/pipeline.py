@@ -31,7 +31,6 @@ from onegan_tf.data.protocol import Protocol, build_protocol, object_crop
 from onegan_tf.data.sources import DataError, Example
 
 AUTOTUNE = tf.data.AUTOTUNE
-_STREAM_SALT = {"x_c": 1, "x_bg": 2}
 _MAX_CACHE_BYTES = 1536 * 2**20  # an in-graph uint8 table must stay well below the 2 GB graph limit
 
 
