@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any
 
 # Class counts of the paper's datasets (paper Sec. 5; docs/design.md §1).
@@ -26,6 +27,7 @@ MIN_CHANNEL_MULT = 1.0 / 64
 NORMS = ("glu_lnorm", "glu_inorm", "lnorm", "inorm")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("off", "mixed_float16", "mixed_bfloat16")
+AUTO = "auto"  # a setting estimated from the data when the run starts (mask_target)
 GENERATOR_WEIGHTS = ("ema", "raw")
 DISTILL_TARGETS = ("soft", "hard")
 
@@ -180,7 +182,10 @@ class TrainConfig:
                                    "their discriminator clones (docs/design.md §5).")
     weight_MS: float = _field(0.0, "Weight of a mode-seeking term on the generation path (not in the "
                               "paper; 0 = off). Pairs of samples share classes and differ in z.")
-    mask_target: float = _field(0.5, "Target foreground fraction of the mask regulariser L_RM (paper: 0.5).")
+    mask_target: str = _field(
+        "0.5", "Target foreground fraction of the mask regulariser L_RM, in (0, 1) (paper: 0.5), or auto: "
+        "estimated from the training split's object boxes when the run starts (half of each box as a fraction "
+        "of its crop, averaged) and recorded as auto:<value> in config.json.")
     # Beyond the paper: an EMA of the generators, and a segmenter distilled from generated (I, I_m) pairs.
     ema_kimg: float = _field(10.0, "Half-life of the EMA of V_* and G_* in thousands of images (StyleGAN2-ADA "
                              "convention; not in the paper); 0 = no EMA.")
@@ -242,8 +247,10 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             if f.name.startswith("weight_") and getattr(self, f.name) < 0:
                 raise ConfigError(f"{f.name}={getattr(self, f.name)} must be >= 0")
-        if not 0.0 < self.mask_target < 1.0:
-            raise ConfigError(f"mask_target={self.mask_target} must be in (0, 1)")
+        # A number given as a float (a config.json written before `auto` existed) is kept as its text.
+        object.__setattr__(self, "mask_target", str(self.mask_target))
+        if self.mask_target != AUTO:
+            self.mask_fraction  # validates
         if self.ema_kimg < 0 or self.ema_rampup < 0:
             raise ConfigError(f"ema_kimg={self.ema_kimg} and ema_rampup={self.ema_rampup} must be >= 0")
         if self.generator_weights not in GENERATOR_WEIGHTS:
@@ -271,6 +278,21 @@ class TrainConfig:
     @property
     def steps(self) -> int:
         return self.phase1_steps + self.phase2a_steps + self.phase2b_steps
+
+    @property
+    def mask_fraction(self) -> float:
+        """L_RM's target as a number: the value of mask_target, or the estimate an `auto` was resolved to."""
+        if self.mask_target == AUTO:
+            raise ConfigError("mask_target=auto has not been estimated yet: onegan_tf.train resolves it from "
+                              "the data when the run starts (or give a fraction in (0, 1))")
+        text = self.mask_target.removeprefix(AUTO + ":")
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not 0.0 < value < 1.0:
+            raise ConfigError(f"mask_target={self.mask_target!r} must be a fraction in (0, 1) or auto")
+        return value
 
     @property
     def profile_range(self) -> tuple[int, int] | None:

@@ -173,7 +173,10 @@ def markdown(cfg: Config, summary: dict) -> str:
              f"Dataset `{report['dataset']}`, evaluated on split `{report['split']}` ({report['n_images']} images); "
              f"image size {cfg.model.image_size}, channel multiplier {cfg.model.channel_mult}, "
              f"{cfg.train.steps} steps (Phase I {cfg.train.phase1_steps}, IIa {cfg.train.phase2a_steps}, "
-             f"IIb {cfg.train.phase2b_steps}), batch {cfg.train.batch_size}.", "",
+             f"IIb {cfg.train.phase2b_steps}), batch {cfg.train.batch_size}; mask regulariser target "
+             f"{cfg.train.mask_fraction:.3f}"
+             + (" (`--mask_target=auto`: estimated from the training split's object boxes)."
+                if cfg.train.mask_target.startswith("auto") else "."), "",
              "| task | measure | OneGAN | trivial baselines (same images) |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in metric_rows(report, base, summary.get("raw_generation"))]
     lines.append("")

@@ -10,6 +10,7 @@ events and profiles), samples/ (PNG grids), metrics.jsonl (every logged scalar),
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -24,7 +25,8 @@ from absl import flags, logging
 from tqdm import tqdm
 
 from onegan_tf import cli, data, figures
-from onegan_tf.config import Config, ConfigError, config_differences, resumable_settings
+from onegan_tf.config import AUTO, Config, ConfigError, config_differences, resumable_settings
+from onegan_tf.data.protocol import BOX_FILL, build_protocol, object_fraction
 from onegan_tf.files import save_keras, write_json
 from onegan_tf.flags import config_from_flags, define_config_flags
 from onegan_tf.model import OneGAN, sample_z
@@ -98,8 +100,29 @@ def check_resumable(cfg: Config, run_dir: str) -> None:
             "Differences:\n  " + "\n  ".join(diffs) + "\nUse another --run_dir or the original settings.")
 
 
+def resolve_from_data(cfg: Config) -> tuple[Config, list[str]]:
+    """Settings given as `auto`, estimated from the data: the config with their values, and a line each.
+
+    --mask_target=auto becomes auto:<estimate> (`protocol.object_fraction`), so config.json keeps both where
+    the value came from and the value; resuming re-estimates it and compares as any other setting.
+    """
+    if cfg.train.mask_target != AUTO:
+        return cfg, []
+
+    protocol = build_protocol(cfg.data)
+    value = object_fraction(protocol, cfg.data.crop)
+    train = dataclasses.replace(cfg.train, mask_target=f"{AUTO}:{value:.3f}")
+    return dataclasses.replace(cfg, train=train), [
+        f"mask_target=auto -> {value:.3f}: {BOX_FILL:g} of each of the {len(protocol.object)} object boxes "
+        f"as a fraction of its crop (--crop={cfg.data.crop}), averaged"]
+
+
 def dry_run(cfg: Config, out=sys.stdout) -> dict:
-    """Resolved config, per-network parameter counts and the step plan, printed; nothing trained."""
+    """Resolved config, per-network parameter counts and the step plan, printed; nothing trained (the data
+    is read only for settings given as `auto`)."""
+    cfg, estimates = resolve_from_data(cfg)
+    for line in estimates:
+        print(f"Estimated from the data: {line}", file=out)
     counts = OneGAN(cfg.model).parameter_counts()
     plan = step_plan(cfg.train)
     print("Resolved config:", cfg.to_json(), sep="\n", file=out)
@@ -130,6 +153,10 @@ def train(cfg: Config) -> dict:
         raise ConfigError(f"--weight_MS pairs samples within a replica: the per-replica batch "
                           f"{tc.batch_size // replicas} must be even")
     info = check_data(cfg)
+    cfg, estimates = resolve_from_data(cfg)
+    tc = cfg.train
+    for line in estimates:
+        logging.info("Estimated from the data: %s", line)
     check_resumable(cfg, run_dir)
     chief = is_chief(strategy)
     if tc.mixed_precision != "off":

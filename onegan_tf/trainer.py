@@ -392,7 +392,7 @@ class OneGANTrainer(tf.Module):
         if tc.weight_Rv:
             terms["gen/L_Rv"] = losses.code_regularization(gen["v_p"], gen["v_c"], gen["v_bg"])
         if tc.weight_RM:
-            terms["gen/L_RM"] = losses.mask_regularization(gen["I_m"], tc.mask_target)
+            terms["gen/L_RM"] = losses.mask_regularization(gen["I_m"], tc.mask_fraction)
         if tc.weight_MS:
             terms["gen/L_MS"] = losses.mode_seeking_loss(gen["I"][0::2], gen["I"][1::2],
                                                          gen["z"][0::2], gen["z"][1::2])

@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import os
+import types
 
 import numpy as np
 import pytest
@@ -109,6 +110,32 @@ def test_object_crop_is_finegan_square_clipped_to_image():
     e = _example("b", h=100, w=200, bbox=(0, 0, 40, 20))  # clipped at the top-left corner
     assert protocol.object_crop(e, "bbox") == (0, 0, 40, 50)
     assert protocol.object_crop(e, "full") == (0, 0, 100, 200)
+
+
+def test_auto_mask_target_is_half_of_each_box_as_a_fraction_of_its_crop():
+    """--mask_target=auto: BOX_FILL of the box over the crop's area, averaged over X_c (never the masks)."""
+    a = _example("a", h=100, w=200, bbox=(90, 40, 110, 60))  # 20x20 box in a 30x30 crop
+    b = _example("b", h=100, w=200, bbox=(0, 0, 40, 20))  # 40x20 box in a 40x50 crop (clipped)
+    p = protocol.Protocol(source=None, object=(a, b), background_images=(), patches=(), no_patch=())
+    assert protocol.BOX_FILL == 0.5
+    assert protocol.object_fraction(p, "bbox") == pytest.approx(0.5 * (400 / 900 + 800 / 2000) / 2)
+    assert protocol.object_fraction(p, "full") == pytest.approx(0.5 * (400 + 800) / 20000 / 2)
+    empty = dataclasses.replace(p, object=(), source=types.SimpleNamespace(name="folder"))
+    with pytest.raises(DataError, match="give --mask_target a number"):
+        protocol.object_fraction(empty, "bbox")
+
+
+def test_mask_target_is_a_fraction_or_auto():
+    from onegan_tf.config import ConfigError, TrainConfig
+
+    assert TrainConfig(mask_target="0.3").mask_fraction == 0.3
+    assert TrainConfig(mask_target=0.3).mask_target == "0.3"  # a config.json from before `auto`
+    assert TrainConfig(mask_target="auto:0.297").mask_fraction == 0.297
+    with pytest.raises(ConfigError, match="mask_target=auto has not been estimated yet"):
+        TrainConfig(mask_target="auto").mask_fraction
+    for bad in ("1.5", "0", "half", "auto:2"):
+        with pytest.raises(ConfigError, match=f"mask_target='{bad}' must be a fraction in \\(0, 1\\) or auto"):
+            TrainConfig(mask_target=bad)
 
 
 # --------------------------------------------------------------------------------------- folder source

@@ -127,6 +127,36 @@ def test_eval_context_calls_return_what_the_metrics_read(run, model):
     assert like.shape == (4, 32, 32, 3) and np.abs(like).max() <= 1.0
 
 
+def test_eval_context_gives_the_models_reconstruction_and_the_splits_aligned_masks(run, model):
+    """What the metrics read is exactly the model's inference reconstruction (docs/design.md §7: default betas, encoder
+    means) of each image and that image's own mask and labels, in the evaluation pipeline's order; the
+    segmentation metric over the context equals the IoU computed here from those."""
+    import tensorflow as tf
+
+    from onegan_tf.data import pipeline
+    from onegan_tf.metrics.segmentation import iou, mask_overlaps, segmentation
+
+    cfg = run["cfg"]
+    ctx = ev.ModelEvalContext(model, cfg, "test", batch_size=5, progress=False)
+    expected = list(pipeline.eval_dataset(cfg.data, 32, 5, "test").as_numpy_iterator())
+    got = list(ctx.real_batches())
+    assert [len(b["image"]) for b in got] == [len(b["image"]) for b in expected] == [5, 5, 2]
+    pred, gt = [], []
+    for g, e in zip(got, expected):
+        np.testing.assert_array_equal(g["image"], e["image"])
+        np.testing.assert_array_equal(g["mask"], e["mask"][..., 0])
+        np.testing.assert_array_equal(g["child"], e["child"])
+        np.testing.assert_array_equal(g["parent"], e["parent"])
+        out, ref = ctx.reconstruct(g["image"]), model.reconstruct(tf.constant(g["image"]))
+        for key, ref_key in (("I_m", "I_m_hat"), ("I_hat", "I_hat"), ("e_c_logits", "e_c_hat"),
+                             ("e_p_logits", "e_p_hat")):
+            np.testing.assert_allclose(out[key], ref[ref_key].numpy(), atol=1e-5, err_msg=key)
+        pred.append(ref["I_m_hat"].numpy()[..., 0] > 0.5)
+        gt.append(e["mask"][..., 0] > 0.5)
+    inter, union, _ = mask_overlaps(np.concatenate(pred), np.concatenate(gt))
+    assert segmentation(ctx)["iou"] == pytest.approx(float(iou(inter, union).mean()))
+
+
 # ----------------------------------------------------------------------------------------------- reports
 
 

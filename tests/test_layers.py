@@ -16,7 +16,8 @@ LAYERS = (
     ("data",),
     ("layers", "networks", "model", "losses", "adam", "ema", "segmenter", "figures", "metrics"),
     ("trainer", "distill", "checkpoint", "flags"),
-    ("flops", "tasks", "baselines", "classifier", "finetune", "export", "evaluate", "report", "bench", "train"),
+    ("flops", "tasks", "baselines", "classifier", "finetune", "export", "evaluate", "diagnose", "report", "bench",
+     "train"),
 )
 
 

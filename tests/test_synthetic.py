@@ -160,6 +160,40 @@ def test_spec_rejects_out_of_range_values():
         SyntheticSpec(resolution=8)
 
 
+def test_other_families_sizes_and_backgrounds_give_another_set():
+    """The spec's families, area range and backgrounds are what a parent draws; the defaults are the demo's."""
+    other = SyntheticSpec(resolution=64, seed=5, families=("leaf", "mushroom", "crescent", "tree"),
+                          area_range=(0.08, 0.40), backgrounds=("blotches", "horizon"))
+    assert [other.child_appearance(c)[0] for c in range(0, other.n_child, 3)] == list(other.families)
+    areas = np.array([(ex["mask"] > 0).mean() for ex in generate_many(other, range(48))])
+    assert areas.min() >= 0.08 and areas.max() <= 0.40 and areas.mean() < 0.3
+    assert {synthetic._sample(other, i).background for i in range(48)} <= {"blotches", "horizon"}
+    assert SyntheticSpec().families == synthetic.FAMILIES and SyntheticSpec().area_range == synthetic.AREA_RANGE
+    with pytest.raises(ValueError, match="families must be distinct names"):
+        SyntheticSpec(families=("bird", "dragon"))
+    with pytest.raises(ValueError, match="area_range"):
+        SyntheticSpec(area_range=(0.3, 0.35))
+
+
+def test_the_held_out_set_is_jpeg_files_of_several_sizes_read_by_the_folder_source(tmp_path, monkeypatch):
+    from onegan_tf.config import DataConfig
+    from onegan_tf.data import heldout
+    from onegan_tf.data.sources import load_source
+
+    monkeypatch.setattr(heldout, "GRAYSCALE_EVERY", 5)
+    out = tmp_path / "heldout"
+    assert heldout.main([str(out), "--n", "20"]) == 0
+    images = sorted((out / "images").iterdir())
+    assert len(images) == 20 and all(p.suffix == ".jpg" for p in images)
+    opened = [Image.open(p) for p in images]
+    assert len({im.size for im in opened}) > 1 and sum(im.mode == "L" for im in opened) == 4
+    source = load_source(DataConfig(dataset="folder", data_dir=str(out)))
+    assert (source.n_child, source.n_parent, source.has_masks, len(source.examples)) == (12, 4, True, 20)
+    with pytest.raises(FileExistsError, match="not an empty folder"):
+        heldout.write(str(out), 10)
+    assert len(os.listdir(out / "images")) == 20
+
+
 def test_cli_writes_a_dataset(tmp_path, capsys):
     assert synthetic.main(["synthetic", "--write", str(tmp_path / "d"), "--n", "2", "--resolution", "32"]) == 0
     assert sorted(os.listdir(tmp_path / "d" / "images")) == ["000000.png", "000001.png"]

@@ -8,6 +8,7 @@ import glob
 import json
 import math
 import os
+import re
 import time
 import types
 
@@ -343,6 +344,22 @@ def test_dry_run_prints_config_parameter_counts_and_plan_without_data():
     assert "Phase IIa  steps  200,000 ..  399,999 (200,000 steps): gen + rec_fake" in out
     assert "Phase IIb  steps  400,000 ..  599,999 (200,000 steps): gen + rec_fake + rec_real" in out
     assert os.path.exists(run_dir) == existed
+
+
+def test_dry_run_prints_the_settings_it_estimates_from_the_data():
+    """--mask_target=auto reads the object boxes (only then does the dry run read data) and shows the value
+    in the resolved config as auto:<value>, as config.json records it."""
+    import io
+
+    from onegan_tf import train
+
+    out = io.StringIO()
+    train.dry_run(tiny_config(mask_target="auto"), out=out)
+    text = out.getvalue()
+    estimate = re.search(r"Estimated from the data: mask_target=auto -> (0\.\d{3}): 0\.5 of each of the 80 object "
+                         r"boxes as a fraction of its crop \(--crop=bbox\), averaged", text)
+    assert estimate, text[:2000]
+    assert f'"mask_target": "auto:{estimate.group(1)}"' in text
 
 
 # ---------------------------------------------------------------------------------------------- full size

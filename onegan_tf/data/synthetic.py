@@ -74,17 +74,34 @@ PREFERRED_BACKGROUND_P = 0.6
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticSpec:
-    """Which synthetic set: class counts, image side and the seed of every random draw."""
+    """Which synthetic set: class counts, image side and the seed of every random draw; the shape family of
+    each parent, the range of the object's area fraction and the background kinds drawn from (the defaults
+    give the demo's set; other values give a set with other shapes, sizes and backgrounds)."""
 
     n_parents: int = 4
     children_per_parent: int = 3
     resolution: int = 128
     seed: int = 0
+    families: tuple[str, ...] = FAMILIES
+    area_range: tuple[float, float] = AREA_RANGE
+    backgrounds: tuple[str, ...] = BACKGROUNDS
 
     def __post_init__(self):
-        if not 1 <= self.n_parents <= len(FAMILIES):
-            raise ValueError(f"SyntheticSpec.n_parents={self.n_parents}: must be in [1, {len(FAMILIES)}] "
-                             f"(one shape family per parent: {', '.join(FAMILIES)}).")
+        object.__setattr__(self, "families", tuple(self.families))
+        object.__setattr__(self, "area_range", tuple(float(a) for a in self.area_range))
+        object.__setattr__(self, "backgrounds", tuple(self.backgrounds))
+        unknown = ([f for f in self.families if f not in FAMILIES]
+                   + [b for b in self.backgrounds if b not in BACKGROUNDS])
+        if unknown or len(set(self.families)) != len(self.families) or not self.backgrounds:
+            raise ValueError(f"SyntheticSpec: families must be distinct names from {FAMILIES} and backgrounds a "
+                             f"non-empty list from {BACKGROUNDS}; got {self.families}, {self.backgrounds}.")
+        lo, hi = self.area_range
+        if not (0.05 <= lo and lo + 0.1 <= hi <= 0.8):
+            raise ValueError(f"SyntheticSpec.area_range={self.area_range}: need 0.05 <= low, low + 0.1 <= high "
+                             f"<= 0.8 (area fractions of the image).")
+        if not 1 <= self.n_parents <= len(self.families):
+            raise ValueError(f"SyntheticSpec.n_parents={self.n_parents}: must be in [1, {len(self.families)}] "
+                             f"(one shape family per parent: {', '.join(self.families)}).")
         if not 1 <= self.children_per_parent <= MAX_CHILDREN_PER_PARENT:
             raise ValueError(f"SyntheticSpec.children_per_parent={self.children_per_parent}: must be in "
                              f"[1, {MAX_CHILDREN_PER_PARENT}].")
@@ -100,7 +117,7 @@ class SyntheticSpec:
         parent, j = divmod(child, self.children_per_parent)
         pattern = PATTERNS[(j + 2 * parent) % len(PATTERNS)]
         palette = PALETTES[(j + parent) % len(PALETTES)]
-        return FAMILIES[parent], pattern, palette
+        return self.families[parent], pattern, palette
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -272,9 +289,9 @@ def _sample(spec: SyntheticSpec, index: int) -> _Instance:
     warp = np.stack([rng.uniform(0.02, 0.07, (2, 2)), rng.uniform(1.5, 4.5, (2, 2)),
                      rng.uniform(0, 2 * np.pi, (2, 2))], axis=-1)
     if rng.uniform() < PREFERRED_BACKGROUND_P:
-        background = BACKGROUNDS[parent % len(BACKGROUNDS)]
+        background = spec.backgrounds[parent % len(spec.backgrounds)]
     else:
-        background = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
+        background = spec.backgrounds[rng.integers(len(spec.backgrounds))]
     bg_colours = [_random_colour(rng) for _ in range(4)]
     # Object-like colours in the background: the object's own (defeats colour thresholds) or another
     # palette's (so that a palette colour in the image does not give the child away).
@@ -289,7 +306,7 @@ def _sample(spec: SyntheticSpec, index: int) -> _Instance:
         shape_seed=int(rng.integers(2**31)), pattern_seed=int(rng.integers(2**31)), warp=warp,
         angle=float(rng.uniform(0, 2 * np.pi)), mirror=bool(rng.uniform() < 0.5),
         aspect=float(np.exp(rng.normal(0, 0.1))),
-        area=float(np.exp(rng.uniform(np.log(0.17), np.log(0.56)))),
+        area=float(np.exp(rng.uniform(np.log(spec.area_range[0] + 0.02), np.log(spec.area_range[1] - 0.04)))),
         pos=(float(rng.uniform()), float(rng.uniform())),
         background=background, bg_colours=bg_colours, bg_seed=int(rng.integers(2**31)))
 
@@ -483,9 +500,9 @@ def generate(spec: SyntheticSpec, index: int) -> dict:
     for attempt in range(12):
         # The layout estimates the area on a coarse grid, and a long object turned diagonally may not fit
         # the image at the sampled area: rescale towards the range, and turn the object if it keeps failing.
-        if AREA_RANGE[0] <= area <= AREA_RANGE[1]:
+        if spec.area_range[0] <= area <= spec.area_range[1]:
             break
-        target = float(np.clip(area, AREA_RANGE[0] + 0.02, AREA_RANGE[1] - 0.02))
+        target = float(np.clip(area, spec.area_range[0] + 0.02, spec.area_range[1] - 0.02))
         inst = dataclasses.replace(inst, area=inst.area * target / max(area, 1e-6))
         if attempt >= 1:
             inst = dataclasses.replace(inst, angle=inst.angle + np.pi / 7)
@@ -494,7 +511,7 @@ def generate(spec: SyntheticSpec, index: int) -> dict:
         area = float((cover >= 0.5).mean())
     else:
         raise RuntimeError(f"synthetic.generate: no layout of example {index} of {spec} has a mask area "
-                           f"fraction in {AREA_RANGE} (last {area:.3f}); please report this (spec, index).")
+                           f"fraction in {spec.area_range} (last {area:.3f}); please report this (spec, index).")
     fg = _foreground(inst, res, layout, cover >= 0.5)
     bg = _background(inst, res)
     composite = bg * (1 - cover[..., None]) + fg * cover[..., None]
