@@ -53,7 +53,7 @@ from onegan_tf import cli, export, flops
 from onegan_tf.data.pipeline import describe, train_streams
 from onegan_tf.flags import config_from_flags, define_config_flags
 from onegan_tf.model import OneGAN
-from onegan_tf.networks import example_inputs
+from onegan_tf.networks import network_inputs
 from onegan_tf.trainer import PHASES, OneGANTrainer, step_noise
 
 WHAT = ("train", "flops", "data", "serving", "networks", "ops")
@@ -223,7 +223,7 @@ def bench_networks(model, cfg, steps: int, warmup: int) -> list[dict]:
     b = cfg.train.batch_size
     records = []
     for name, net in model.networks.items():
-        x = example_inputs(name, cfg.model, batch=b)
+        x = network_inputs(name, cfg.model, batch=b)
         fn = tf.function(lambda x, net=net: tf.nest.map_structure(
             lambda t: tf.reduce_sum(tf.cast(t, tf.float32)), net(x, training=True)))
         seconds = timed(lambda: tf.nest.map_structure(float, fn(x)), steps, max(warmup, 1))

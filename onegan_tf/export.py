@@ -64,8 +64,7 @@ import tensorflow as tf
 from absl import flags
 
 from onegan_tf import cli
-from onegan_tf.checkpoint import CheckpointMismatchError
-from onegan_tf.checkpoint import load_run as load_checkpoint
+from onegan_tf.checkpoint import CheckpointMismatchError, load_run
 from onegan_tf.config import ConfigError, ModelConfig
 from onegan_tf.model import BETA_NAMES, OneGAN, inference_beta_values, sample_eps, sample_z
 
@@ -318,7 +317,7 @@ def _png(size: int, value: int = 128) -> bytes:
     return tf.io.encode_png(image).numpy()
 
 
-def example_inputs(signature: str, cfg: ModelConfig, batch: int = 1) -> dict:
+def signature_inputs(signature: str, cfg: ModelConfig, batch: int = 1) -> dict:
     """A small valid input of `signature` (numpy arrays by input name): the warmup requests and the tests."""
     rng = np.random.default_rng(0)
     image = rng.uniform(-1, 1, (batch, cfg.image_size, cfg.image_size, 3)).astype(np.float32)
@@ -346,7 +345,7 @@ def write_warmup(saved_model_dir: str, model_name: str, cfg: ModelConfig) -> str
         for signature in SIGNATURES:
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
-            for key, value in example_inputs(signature, cfg).items():
+            for key, value in signature_inputs(signature, cfg).items():
                 request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
@@ -359,12 +358,12 @@ def write_warmup(saved_model_dir: str, model_name: str, cfg: ModelConfig) -> str
 def open_run(run_dir: str):
     """`onegan_tf.checkpoint.load_run` of `run_dir`'s newest checkpoint, its errors as ExportError."""
     try:
-        return load_checkpoint(run_dir)
+        return load_run(run_dir)
     except (FileNotFoundError, CheckpointMismatchError, ConfigError) as e:
         raise ExportError(f"--run_dir={run_dir!r}: {e}") from None
 
 
-def load_run(run_dir: str) -> tuple[OneGAN, int]:
+def load_model(run_dir: str) -> tuple[OneGAN, int]:
     """The OneGAN of `run_dir`'s newest checkpoint and that checkpoint's step (`onegan_tf.checkpoint`)."""
     run = open_run(run_dir)
     return run.model, run.step

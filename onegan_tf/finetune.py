@@ -33,7 +33,7 @@ from onegan_tf import cli
 from onegan_tf.data import labeled
 
 
-def build_classifier(encoder, num_classes: int, freeze_backbone: bool = False, dropout: float = 0.2):
+def build_encoder_classifier(encoder, num_classes: int, freeze_backbone: bool = False, dropout: float = 0.2):
     """[B, S, S, 3] in [-1, 1] -> E_c -> h_c -> softmax over `num_classes` (layer "predictions")."""
     encoder.trainable = not freeze_backbone
     # The heads on h_c (class logits, mu_c, sigma_c) are not on the classifier's path: nothing to train there.
@@ -89,7 +89,7 @@ def finetune(encoder_path: str, data: str, out: str, epochs: int = 10, shots_per
     def dataset(idx, training):
         return labeled.dataset(images, labels, idx, batch_size, seed, training)
 
-    model = build_classifier(encoder, len(classes), freeze_backbone, dropout)
+    model = build_encoder_classifier(encoder, len(classes), freeze_backbone, dropout)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     # shuffle=False: the tf.data pipeline shuffles itself.

@@ -53,7 +53,7 @@ def _input_shape(layer):
     shape = tuple(next(iter(shapes.values())))
     if any(d is None for d in shape[1:3]):
         raise ValueError(f"layer {layer.name} was built with unknown spatial size {shape}; build the network "
-                         "on a concrete example input (networks.example_inputs)")
+                         "on a concrete example input (networks.network_inputs)")
     return shape
 
 

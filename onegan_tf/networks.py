@@ -389,7 +389,7 @@ def build_networks(cfg: ModelConfig) -> dict[str, keras.Model]:
     return nets
 
 
-def example_inputs(name: str, cfg: ModelConfig, batch: int = 1):
+def network_inputs(name: str, cfg: ModelConfig, batch: int = 1):
     """Zero inputs of the right shapes for network `name` (used to build it and in tests)."""
     S, a = cfg.image_size, cfg.image_size // 8
     A = ops.zeros((batch, a, a, cfg.width(GEN_WIDTHS[2])))
@@ -408,4 +408,4 @@ def example_inputs(name: str, cfg: ModelConfig, batch: int = 1):
 
 def _build(nets, cfg):
     for name, net in nets.items():
-        net(example_inputs(name, cfg))
+        net(network_inputs(name, cfg))

@@ -33,7 +33,7 @@ from onegan_tf.model import (
     sample_eps,
     sample_z,
 )
-from onegan_tf.networks import example_inputs
+from onegan_tf.networks import network_inputs
 
 # The phases in schedule order (Sec. 4.3) and the paths each runs: generation always; the reconstruction of
 # fake images from IIa; of real images from IIb. A checkpoint's `phase` variable stores the index into PHASES.
@@ -151,7 +151,7 @@ def step_noise(seed: int, step, batch: int, cfg: Config) -> dict:
 def _clone(net: keras.Model, key: str, path: str, cfg) -> keras.Model:
     """A new network of the same architecture as `net` (weights are copied later, by `init_clones`)."""
     clone = type(net).from_config({**net.get_config(), "name": f"{key}_{path}"})
-    clone(example_inputs(key, cfg))
+    clone(network_inputs(key, cfg))
     return clone
 
 

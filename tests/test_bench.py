@@ -32,12 +32,12 @@ def test_patch_discriminator_flops_match_a_hand_count():
 def test_network_flops_match_tf_profiler():
     """The layer-shape count equals TF's profiler (Conv2D + MatMul ops of the traced forward graph)."""
     from onegan_tf import flops
-    from onegan_tf.networks import example_inputs
+    from onegan_tf.networks import network_inputs
 
     model = _tiny_model()
     for name in ("G_bg0", "G_fg2", "E_p", "E_bg", "D_c"):
         net = model.networks[name]
-        assert flops.network_flops(net) == flops.profiler_flops(net, example_inputs(name, model.cfg)), name
+        assert flops.network_flops(net) == flops.profiler_flops(net, network_inputs(name, model.cfg)), name
 
 
 def test_step_flops_grow_with_the_phases_and_follow_the_convention():

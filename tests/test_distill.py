@@ -143,7 +143,7 @@ def test_distillation_trains_checkpoints_resumes_exports_and_serves(tmp_path, mo
     np.testing.assert_array_equal(run.model.E_c.weights[0].numpy(), raw.model.E_c.weights[0].numpy())
     path = export.export_saved_model(run.model, str(tmp_path / "serving"), "onegan", step=run.step,
                                      segmenter=run.segmenter)
-    image = export.example_inputs("segment", run.config.model, 3)["image"]
+    image = export.signature_inputs("segment", run.config.model, 3)["image"]
     expected = run.segmenter(image).numpy()
     script = (
         "import sys, json, numpy as np, tensorflow as tf, keras\n"

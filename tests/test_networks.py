@@ -109,12 +109,12 @@ def test_every_network_outputs_the_named_tensors_of_spec_shapes(small_nets):
     assert tuple(nets) == networks.NETWORK_NAMES
     expected = expected_shapes(cfg)
     for name, net in nets.items():
-        assert shapes_of(net(networks.example_inputs(name, cfg, BATCH))) == expected[name], name
+        assert shapes_of(net(networks.network_inputs(name, cfg, BATCH))) == expected[name], name
 
 
 def test_patch_discriminator_keeps_a_grid_of_at_least_two_by_two_patches(small_nets):
     cfg, nets = small_nets
-    out = nets["D_bg"](networks.example_inputs("D_bg", cfg, 1))
+    out = nets["D_bg"](networks.network_inputs("D_bg", cfg, 1))
     assert out["D_bgA"].shape[1] >= 2 and out["D_bgA"].shape[2] >= 2
     if cfg.image_size == 128:
         assert networks.D_BG_GEOMETRY[128] == (126, (2, 2, 4))  # Tab. 8: resize to 126, strides 2, 2, 4
@@ -137,14 +137,14 @@ def test_norm_variants_build_every_generator_with_the_same_shapes(norm):
     nets = networks.build_networks(cfg)
     expected = expected_shapes(cfg)
     for name in ("G_bg0", "G_bg1", "G_fg0", "G_fg1", "G_fg2", "E_p", "E_bg"):
-        assert shapes_of(nets[name](networks.example_inputs(name, cfg, BATCH))) == expected[name], name
+        assert shapes_of(nets[name](networks.network_inputs(name, cfg, BATCH))) == expected[name], name
     glu = nets["G_fg1"].up1.glu
     assert glu.norm == norm
 
 
 def test_mask_head_sees_the_parent_code_only_when_asked():
     cfg = small_config(32)
-    inputs = networks.example_inputs("G_fg2", cfg, 1)
+    inputs = networks.network_inputs("G_fg2", cfg, 1)
     widths = (cfg.width(32), cfg.width(16))
     for sees_parent, extra in ((True, cfg.d_p), (False, 0)):
         G_fg2 = networks.ForegroundRenderer(widths, mask_sees_parent=sees_parent)
