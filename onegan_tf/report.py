@@ -32,7 +32,7 @@ from onegan_tf import baselines, cli, data, evaluate, export
 from onegan_tf.checkpoint import load_config, load_run
 from onegan_tf.classifier import build_classifier
 from onegan_tf.config import Config
-from onegan_tf.files import write_json
+from onegan_tf.files import write_json, write_text
 
 CLASSIFIER_EPOCHS = 8
 
@@ -123,8 +123,7 @@ def finalize_run(cfg: Config, model=None, step: int | None = None, raw_model=Non
     summary = {"report": report, "raw_generation": raw_report and raw_report["metrics"], "baselines": base,
                "classifier": classifier, "export": export_path, "wall_s": round(time.time() - t0, 1)}
     write_json(os.path.join(out_dir, "final.json"), summary)
-    with open(os.path.join(run_dir, "report.md"), "w") as f:
-        f.write(markdown(cfg, summary))
+    write_text(os.path.join(run_dir, "report.md"), markdown(cfg, summary))
     return summary
 
 

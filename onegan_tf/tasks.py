@@ -23,7 +23,7 @@ with --figures the figure grids under DIR/figures.
 from __future__ import annotations
 
 import csv
-import json
+import io
 import os
 import sys
 from typing import Sequence
@@ -35,6 +35,7 @@ from absl import flags
 from onegan_tf import cli, figures
 from onegan_tf.checkpoint import CheckpointMismatchError, load_run
 from onegan_tf.data.images import load_images
+from onegan_tf.files import write_json, write_text
 from onegan_tf.model import OneGAN, sample_z
 
 TASKS = ("segment", "cluster", "translate", "remove", "generate")
@@ -296,16 +297,15 @@ def run_tasks(model: OneGAN, tasks, inputs, out_dir: str, target_child=None, n_p
 
 
 def _write_results(out_dir: str, report: dict) -> None:
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(report, f, indent=2)
+    write_json(os.path.join(out_dir, "results.json"), report, sort_keys=False)
     columns = ["name", "path", "child", "child_prob", "parent", "parent_prob", "mask_area"]
     if report["images"] and "mask_area_encoder" in report["images"][0]:
         columns.append("mask_area_encoder")
-    with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(report["images"])
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(report["images"])
+    write_text(os.path.join(out_dir, "results.csv"), table.getvalue(), newline="")
 
 
 def _int_list(values):

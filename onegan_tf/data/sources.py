@@ -37,6 +37,7 @@ from absl import logging
 from PIL import Image
 
 from onegan_tf.config import DATA_SOURCES, DATASET_CLASSES, DataConfig
+from onegan_tf.files import atomic_write, write_bytes
 
 # TFDS builder name -> the paper's dataset (class counts, docs/design.md §1).
 TFDS_DATASETS = {"caltech_birds2011": "birds", "stanford_dogs": "dogs", "cars196": "cars"}
@@ -303,10 +304,7 @@ def _extract_to_files(raws: list[_Raw], files_dir: str) -> None:
             path = os.path.join(files_dir, stem + suffix)
             data = value if isinstance(value, bytes) else _encode_png(np.asarray(value))
             if not os.path.exists(path) or os.path.getsize(path) != len(data):
-                tmp = path + ".tmp"
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, path)
+                write_bytes(path, data)
             setattr(r, attr, path)
 
 
@@ -331,10 +329,7 @@ def _load_synthetic(cfg: DataConfig) -> Source:
         arrays = {k: np.stack([np.asarray(it[k]) for it in items]) if items else np.zeros((0,))
                   for k in ("image", "mask", "bbox", "child", "parent")}
         if cache:
-            os.makedirs(cfg.data_dir, exist_ok=True)
-            tmp = cache + ".tmp.npz"
-            np.savez(tmp, **arrays)
-            os.replace(tmp, cache)
+            atomic_write(cache, lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
     raws = [_Raw(key=f"{'train' if i < n_train else 'test'}/{i:06d}", image=arrays["image"][i],
                  bbox=tuple(int(v) for v in arrays["bbox"][i]), child=int(arrays["child"][i]),
                  parent=int(arrays["parent"][i]), mask=arrays["mask"][i]) for i in range(n_train + n_test)]

@@ -44,6 +44,7 @@ from PIL import Image
 from scipy import ndimage
 
 from onegan_tf import cli
+from onegan_tf.files import write_text
 
 FAMILIES = ("bird", "star", "car", "fish", "leaf", "mushroom", "crescent", "tree")
 PATTERNS = ("solid", "stripes", "spots", "checker", "split", "gradient")
@@ -552,13 +553,11 @@ def write_dataset(out_dir: str, spec: SyntheticSpec, n: int, start: int = 0) -> 
         Image.fromarray(ex["mask"]).save(os.path.join(out_dir, "masks", name))
         annotations.append({"file": f"images/{name}", "mask": f"masks/{name}", "bbox": list(ex["bbox"]),
                             "child": ex["child"], "parent": ex["parent"]})
-    with open(os.path.join(out_dir, "annotations.json"), "w") as f:
-        json.dump(annotations, f)
+    write_text(os.path.join(out_dir, "annotations.json"), json.dumps(annotations))
     meta = dict(dataclasses.asdict(spec), n=n, start=start, n_child=spec.n_child,
                 children={c: dict(zip(("family", "pattern", "palette"), spec.child_appearance(c)))
                           for c in range(spec.n_child)})
-    with open(os.path.join(out_dir, "spec.json"), "w") as f:
-        json.dump(meta, f, indent=1)
+    write_text(os.path.join(out_dir, "spec.json"), json.dumps(meta, indent=1))
 
 
 def _save_grid(spec: SyntheticSpec, path: str, rows: int) -> None:
