@@ -74,7 +74,7 @@ class ModelEvalContext:
             lambda c, s: tasks.generate(model, c, sample_z(tf.stack([s, 0]), tf.shape(c)[0], model.cfg.d_z)),
             input_signature=[labels, seed_spec])
         self._generate_like = tf.function(
-            lambda x, s: _generate_like_seeded(model, x, s), input_signature=[images, seed_spec])
+            lambda x, s: tasks.generate_like(model, x, seed=s, shared_z=False), input_signature=[images, seed_spec])
         self.segment = None
         if segmenter is not None:
             segment = tf.function(lambda x: tasks.segment_distilled(segmenter, x), input_signature=[images])
@@ -116,13 +116,6 @@ class ModelEvalContext:
         if self._feature_net is None:
             self._feature_net = feature_network(self.feature_net_spec, batch_size=self.batch_size)
         return self._feature_net
-
-
-def _generate_like_seeded(model, images, seed):
-    """tasks.generate_like with a tensor seed: one independent z per image (metrics need no shared rows)."""
-    clusters = tasks.cluster(model, images)
-    z = sample_z(tf.stack([seed, 1]), tf.shape(images)[0], model.cfg.d_z)
-    return tasks.generate(model, clusters["child"], z, parent=clusters["parent"])
 
 
 def check_requirements(names, info: dict, num_generated: int) -> None:

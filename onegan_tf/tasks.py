@@ -51,8 +51,9 @@ def _images(images) -> tf.Tensor:
     return tf.convert_to_tensor(images, tf.float32)
 
 
-def _z_key(seed: int, stream: int = 0) -> tf.Tensor:
-    return tf.constant([seed, stream], tf.int64)
+def _z_key(seed, stream: int = 0) -> tf.Tensor:
+    """The stateless key of z stream `stream` of `seed` (a Python int or an int64 tensor)."""
+    return tf.stack([tf.cast(seed, tf.int64), tf.constant(stream, tf.int64)])
 
 
 def generate(model: OneGAN, child, z=None, seed: int = 0, parent=None) -> dict:
@@ -73,10 +74,10 @@ def generate_like(model: OneGAN, images, n_per_image: int = 1, seed: int = 0, sh
 
     Returns generate()'s dict over n_per_image x N samples, row-major: sample k * N + j is row k, image j.
     shared_z=True gives every image of a row the same z (the figure's layout: pose fixed along a row);
-    False draws an independent z per sample (for metrics).
+    False draws an independent z per sample (for metrics). `seed` may be a tensor (inside a tf.function).
     """
     clusters = cluster(model, images)
-    n = int(clusters["child"].shape[0])
+    n = tf.shape(clusters["child"])[0]
     if shared_z:
         z = tf.repeat(sample_z(_z_key(seed, 1), n_per_image, model.cfg.d_z), n, axis=0)
     else:
