@@ -37,10 +37,6 @@ from onegan_tf.model import OneGAN, sample_z
 
 SPLITS = ("object", "test", "all", "background_images")
 DEFAULT_METRICS = ("segmentation", "clustering", "fid", "is", "cfid", "cis")
-# What each metric needs; mirrors the checks inside the metrics so they can run before any heavy work.
-NEEDS = {"segmentation": {"masks": True}, "segmentation_distilled": {"masks": True}, "clustering": {"labels": True},
-         "cfid": {"labels": True}, "cis": {"labels": True}}
-MIN_GENERATED = {"fid": 2, "is": 10}
 FIGURE_IMAGES = 8
 
 
@@ -119,14 +115,11 @@ class ModelEvalContext:
 
 
 def check_requirements(names, info: dict, num_generated: int) -> None:
-    """Raise registry.MetricError for a metric the dataset (masks, labels) or num_generated cannot serve."""
+    """Raise registry.MetricError, before any heavy work, for a metric whose declared needs (masks, labels,
+    generated images) the dataset of `info` or `num_generated` cannot serve."""
     data = types.SimpleNamespace(has_masks=bool(info["has_masks"]), has_labels=bool(info["has_labels"]),
-                                 dataset_name=info["dataset"])
-    for name in names:
-        registry.require(data, name, **NEEDS.get(name, {}))
-        if num_generated < MIN_GENERATED.get(name, 0):
-            raise registry.MetricError(f"metric {name!r} needs --num_generated >= {MIN_GENERATED[name]}; "
-                                       f"got {num_generated}")
+                                 dataset_name=info["dataset"], num_generated=num_generated)
+    registry.check(names, data, num_generated_name="--num_generated")
 
 
 def evaluate(run_dir: str, metrics=DEFAULT_METRICS, split: str = "object", checkpoint: str | None = None,

@@ -319,7 +319,7 @@ def test_metrics_stream_real_batches_without_materialising_them():
 
 
 def test_registry_lists_the_spec_metrics():
-    assert metrics.available() == ["cfid", "cis", "clustering", "fid", "is", "segmentation"]
+    assert metrics.available() == ["cfid", "cis", "clustering", "fid", "is", "segmentation", "segmentation_distilled"]
 
 
 def test_unknown_metric_is_rejected_before_anything_runs():

@@ -63,10 +63,9 @@ def normalized_mutual_info(clusters, classes) -> float:
     return mi / ((_entropy(a) + _entropy(b)) / 2.0)
 
 
-@registry.register("clustering")
+@registry.register("clustering", labels=True)
 def clustering(ctx: registry.EvalContext) -> dict[str, float]:
     """ACC and NMI of the encoders' argmax against the true child and parent labels."""
-    registry.require(ctx, "clustering", labels=True)
     ids = {"child": [], "parent": [], "child_pred": [], "parent_pred": []}
     for batch in registry.progress(ctx, ctx.real_batches(), "clustering"):
         out = ctx.reconstruct(batch["image"])
