@@ -41,6 +41,11 @@ def _resumable(default: Any, help: str, **kw) -> Any:  # noqa: A002
     return _field(default, help, resumable=True, **kw)
 
 
+def parent_of(child, children_per_parent: int):
+    """The hierarchy of docs/design.md §1: child c belongs to parent c // (N_C // N_P) (ints, arrays, tensors)."""
+    return child // children_per_parent
+
+
 class ConfigError(ValueError):
     """A configuration value is out of its allowed range; the message names the argument."""
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import tensorflow as tf
 from keras import ops
 
-from onegan_tf.config import ModelConfig
+from onegan_tf.config import ModelConfig, parent_of
 from onegan_tf.networks import NETWORK_NAMES, build_networks
 
 BETA_NAMES = ("beta1", "beta2", "beta3", "beta4")
@@ -24,11 +24,6 @@ BETA_NAMES = ("beta1", "beta2", "beta3", "beta4")
 EPS_NAMES = ("p", "c", "z")
 # Eq. 9: beta1, beta2 ~ U[0, 1]; beta3, beta4 ~ U[0.5, 1] (paper Sec. 3).
 BETA_RANGES = {"beta1": (0.0, 1.0), "beta2": (0.0, 1.0), "beta3": (0.5, 1.0), "beta4": (0.5, 1.0)}
-
-
-def parent_of(child, cfg: ModelConfig):
-    """The hierarchy of docs/design.md §1: child c belongs to parent c // (N_C // N_P)."""
-    return child // cfg.children_per_parent
 
 
 def compose(I_bg, I_fg, I_m):
@@ -111,7 +106,7 @@ class OneGAN(tf.Module):
     def embed(self, child, parent=None) -> dict:
         """Eq. 1-2: one-hot codes and their embeddings; the parent follows the hierarchy unless given."""
         child = _check_labels(child, self.cfg.n_child, "child")
-        parent = (parent_of(child, self.cfg) if parent is None
+        parent = (parent_of(child, self.cfg.children_per_parent) if parent is None
                   else _check_labels(parent, self.cfg.n_parent, "parent"))
         e_c = tf.one_hot(child, self.cfg.n_child)
         e_p = tf.one_hot(parent, self.cfg.n_parent)

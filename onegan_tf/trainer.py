@@ -20,19 +20,10 @@ import tensorflow as tf
 
 from onegan_tf import losses
 from onegan_tf.adam import FusedAdam
-from onegan_tf.config import Config, TrainConfig
+from onegan_tf.config import Config, TrainConfig, parent_of
 from onegan_tf.distill import Distiller
 from onegan_tf.ema import GeneratorEMA
-from onegan_tf.model import (
-    BETA_NAMES,
-    EPS_NAMES,
-    OneGAN,
-    parent_of,
-    sample_betas,
-    sample_children,
-    sample_eps,
-    sample_z,
-)
+from onegan_tf.model import BETA_NAMES, EPS_NAMES, OneGAN, sample_betas, sample_children, sample_eps, sample_z
 from onegan_tf.networks import network_inputs
 
 # The phases in schedule order (Sec. 4.3) and the paths each runs: generation always; the reconstruction of
@@ -381,7 +372,7 @@ class OneGANTrainer(tf.Module):
             # L_E trains the generators through the encoders' classification of I (Eq. 12): I is not stopped.
             enc = m.encode(gen["I"], training=True)
             terms["gen/L_E"] = losses.classification_loss(enc["e_p_hat"], enc["e_c_hat"], c_out["D_cB"],
-                                                          parent_of(child, mc), child)
+                                                          parent_of(child, mc.children_per_parent), child)
         if tc.weight_MSE:
             # L_MSE trains the encoders only (docs/design.md §5): their inputs I, I_m are stopped, and so are its
             # targets.

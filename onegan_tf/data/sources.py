@@ -36,7 +36,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from onegan_tf.config import DATA_SOURCES, DATASET_CLASSES, DataConfig
+from onegan_tf.config import DATA_SOURCES, DATASET_CLASSES, DataConfig, parent_of
 from onegan_tf.files import atomic_write, write_bytes
 
 # TFDS builder name -> the paper's dataset (class counts, docs/design.md §1).
@@ -101,11 +101,11 @@ class _Raw:
     bbox_normalized_yx: bool = False
 
 
-def parent_of(child: int, n_child: int | None, n_parent: int | None) -> int:
-    """p = c // (N_C // N_P) (docs/design.md §1); -1 when the hierarchy is unknown."""
+def parent_label(child: int, n_child: int | None, n_parent: int | None) -> int:
+    """`config.parent_of` of a labelled example; -1 when its child label or the hierarchy is unknown."""
     if child < 0 or not n_child or not n_parent:
         return -1
-    return child // (n_child // n_parent)
+    return parent_of(child, n_child // n_parent)
 
 
 # --------------------------------------------------------------------------------------------------- load
@@ -179,7 +179,7 @@ def _load_cub(cfg: DataConfig) -> Source:
             mask = _require(os.path.join(seg_root, os.path.splitext(rel)[0] + ".png"),
                             f"the segmentation mask of {rel} (CUB's segmentations/ release)")
         raws.append(_Raw(key=rel, image=os.path.join(image_root, rel), bbox=(x, y, x + w, y + h),
-                         child=child, parent=parent_of(child, n_child, n_parent), mask=mask))
+                         child=child, parent=parent_label(child, n_child, n_parent), mask=mask))
     examples, corrupt = _validate(raws)
     return Source("cub", n_child, n_parent, seg_root is not None, True, examples, corrupt=corrupt)
 
@@ -230,7 +230,7 @@ def _load_folder(cfg: DataConfig) -> Source:
     if spec.get("n_child") and spec.get("n_parents"):  # parents follow from children (docs/design.md §1)
         for r in raws:
             if r.parent < 0:
-                r.parent = parent_of(r.child, spec["n_child"], spec["n_parents"])
+                r.parent = parent_label(r.child, spec["n_child"], spec["n_parents"])
     n_child = spec.get("n_child") or (max(r.child for r in raws) + 1 if has_labels else None)
     n_parent = spec.get("n_parents") or spec.get("n_parent") or (
         max(r.parent for r in raws) + 1 if raws and all(r.parent >= 0 for r in raws) else None)
@@ -271,7 +271,7 @@ def _load_tfds(cfg: DataConfig) -> Source:
             child = int(ex["label"])
             raws.append(_Raw(key=f"{split}/{fname}" if fname else f"{split}/{i:06d}",
                              image=ex["image"], bbox=tuple(float(v) for v in box), child=child,
-                             parent=parent_of(child, n_child, n_parent), mask=ex.get("segmentation_mask"),
+                             parent=parent_label(child, n_child, n_parent), mask=ex.get("segmentation_mask"),
                              bbox_normalized_yx=True))
     if cfg.mask_dir:
         _attach_mask_dir(raws, cfg.mask_dir, lambda r: os.path.splitext(os.path.basename(r.key))[0])
