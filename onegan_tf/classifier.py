@@ -96,7 +96,7 @@ def train_classifier(data: str, out: str, backbone: str = "small_cnn", weights: 
     return history
 
 
-def _define_flags(fv: flags.FlagValues) -> None:
+def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_string("data", None, "Image folder <root>/<class_name>/*.jpg|png, or 'synthetic'.", flag_values=fv)
     flags.DEFINE_string("out", None, "Where to save the classifier (.keras).", flag_values=fv)
     flags.DEFINE_enum("backbone", "inception_v3", BACKBONES, "inception_v3 (the paper's) or small_cnn (CPU, tests).",
@@ -121,7 +121,7 @@ def _define_flags(fv: flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    fv = cli.parse(argv, _define_flags, required=("data", "out"),
+    fv = cli.parse(argv, define_flags, required=("data", "out"),
                        usage="python -m onegan_tf.classifier --data=<folder|synthetic> --out=model.keras [...]")
     if fv is None:
         return 2

@@ -230,7 +230,7 @@ class OneGANServing(tf.Module):
         if not hasattr(self, "segmenter"):
             return self._segment_encoder(I, betas, seed)
         # The same inputs and checks as the reconstruction route, so a client never sees the difference.
-        b, eps = inference_controls(betas, seed, tf.shape(I)[0], self.cfg)
+        b, _ = inference_controls(betas, seed, tf.shape(I)[0], self.cfg)
         self.model.check_inference_betas(b)
         return {"mask": self.segmenter(I, training=False), **self._cluster(I)}
 
@@ -467,7 +467,7 @@ def signature_table(saved_model_dir: str) -> str:
 # ---------------------------------------------------------------------------------------- command line
 
 
-def _define_flags(fv: flags.FlagValues) -> None:
+def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_string("run_dir", None, "Run directory written by python -m onegan_tf.train (config.json, ckpt/).",
                         flag_values=fv)
     flags.DEFINE_string("export_dir", None, "Base folder of the SavedModel: writes "
@@ -483,7 +483,7 @@ def _define_flags(fv: flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    fv = cli.parse(argv, _define_flags, required=("run_dir", ("export_dir", "keras_dir")),
+    fv = cli.parse(argv, define_flags, required=("run_dir", ("export_dir", "keras_dir")),
                        usage="python -m onegan_tf.export --run_dir=RUN (--export_dir=DIR [--model_name=onegan] "
                        "[--version=N] | --keras_dir=DIR)")
     if fv is None:

@@ -104,7 +104,7 @@ def finetune(encoder_path: str, data: str, out: str, epochs: int = 10, shots_per
     return history
 
 
-def _define_flags(fv: flags.FlagValues) -> None:
+def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_string("encoder", None, "E_c.keras written by python -m onegan_tf.export --keras_dir.", flag_values=fv)
     flags.DEFINE_string("data", None, "Image folder <root>/<class_name>/*.png|jpg, or 'synthetic'.", flag_values=fv)
     flags.DEFINE_string("out", None, "Where to save the classifier (.keras).", flag_values=fv)
@@ -128,7 +128,7 @@ def _define_flags(fv: flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    fv = cli.parse(argv, _define_flags, required=("encoder", "data", "out"),
+    fv = cli.parse(argv, define_flags, required=("encoder", "data", "out"),
                        usage="python -m onegan_tf.finetune --encoder=DIR/E_c.keras --data=<folder|synthetic> "
                        "--out=clf.keras [--shots_per_class=K] [--freeze_backbone] [...]")
     if fv is None:

@@ -27,10 +27,13 @@ from tqdm import tqdm
 from onegan_tf import cli, data, figures
 from onegan_tf.config import AUTO, Config, ConfigError, config_differences, resumable_settings
 from onegan_tf.data.protocol import BOX_FILL, build_protocol, object_fraction
+from onegan_tf.evaluate import check_requirements
 from onegan_tf.files import save_keras, write_json
 from onegan_tf.flags import config_from_flags, define_config_flags
+from onegan_tf.metrics.registry import MetricError
 from onegan_tf.model import OneGAN, sample_z
 from onegan_tf.report import finalize_run
+from onegan_tf.segmenter import build_segmenter
 from onegan_tf.trainer import PHASES, OneGANTrainer, phase_at, step_noise, step_plan
 
 GRID_COLUMNS = 8
@@ -80,7 +83,24 @@ def check_data(cfg: Config) -> dict:
         if known and known != model:
             raise ConfigError(f"--{name}={model} but dataset {cfg.data.dataset!r} has {known} classes; "
                               f"set --{name}={known}")
+    check_final_eval(cfg, info)
     return info
+
+
+def check_final_eval(cfg: Config, info: dict) -> None:
+    """Refuse before training a --final_eval the data cannot serve (an unlabelled or mask-free set)."""
+
+    tc = cfg.train
+    metrics = [m.strip() for m in tc.final_eval.split(",") if m.strip()]
+    try:
+        check_requirements(metrics, info, tc.final_num_generated)
+    except MetricError as e:
+        raise ConfigError(f"--final_eval={tc.final_eval}: {e}") from None
+    generative = [m for m in metrics if m in ("fid", "is", "cfid", "cis")]
+    if generative and tc.final_feature_net == "finetuned" and not info["has_labels"]:
+        raise ConfigError(f"--final_eval={tc.final_eval} with --final_feature_net=finetuned fine-tunes a "
+                          f"classifier on child labels, and dataset {info['dataset']!r} has none: pass "
+                          f"--final_feature_net=inception_imagenet (or a .keras classifier)")
 
 
 def check_resumable(cfg: Config, run_dir: str) -> None:
@@ -130,11 +150,18 @@ def dry_run(cfg: Config, out=sys.stdout) -> dict:
     for name, n in counts.items():
         print(f"  {name:<6} {n:>14,}", file=out)
     print(f"  {'total':<6} {sum(counts.values()):>14,}", file=out)
+    tc = cfg.train
+    segmenter = build_segmenter(cfg.model).count_params() if tc.distill_steps else None
+    if segmenter:
+        print(f"  and the distilled segmenter {segmenter:,}", file=out)
     print("\nStep plan:", file=out)
     for row in plan:
         print(f"  Phase {row['phase']:<4} steps {row['first']:>8,} .. {row['last']:>8,} "
               f"({row['steps']:,} steps): {row['paths']}", file=out)
-    return {"parameters": counts, "plan": plan}
+    if segmenter:
+        print(f"  then {tc.distill_steps:,} distillation steps: the segmenter on generated (I, I_m), "
+              f"{tc.generator_weights} generator weights, {tc.distill_target} targets", file=out)
+    return {"parameters": counts, "plan": plan, "segmenter_parameters": segmenter}
 
 
 # ---------------------------------------------------------------------------------------------- the loop
@@ -231,6 +258,7 @@ def train(cfg: Config) -> dict:
     summary = {"run_dir": run_dir, "start_step": start, "end_step": end_step, "steps_run": end_step - start,
                "phase": phase_at(max(end_step - 1, 0), tc), "wall_s": round(time.time() - t0, 1),
                "final_losses": values, "images_per_s": images_per_s, "replicas": replicas,
+               "traces": trainer.tracing_counts(),
                "checkpoint": manager.latest_checkpoint, "data": {k: info[k] for k in ("dataset", "n_images")}}
     if chief:
         write_json(os.path.join(run_dir, "summary.json"), summary)

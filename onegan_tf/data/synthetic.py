@@ -26,7 +26,8 @@ the mean object area, the border-colour distance at its best threshold and k-mea
 uncropped images. A method that learned anything should beat them by a wide margin.
 
 `python -m onegan_tf.data.synthetic --write DIR --n N` writes the set in the folder format of the data
-pipeline (`write_dataset`).
+pipeline (`write_dataset`); `--write_plain DIR` the images alone and `--write_backgrounds DIR` the
+backgrounds alone (`write_images`), the box-free route of data/README.md.
 """
 
 from __future__ import annotations
@@ -560,6 +561,20 @@ def write_dataset(out_dir: str, spec: SyntheticSpec, n: int, start: int = 0) -> 
     write_text(os.path.join(out_dir, "spec.json"), json.dumps(meta, indent=1))
 
 
+def write_images(out_dir: str, spec: SyntheticSpec, n: int, start: int = 0, backgrounds: bool = False) -> None:
+    """Write examples start .. start + n - 1 as plain XXXXXX.png files and nothing else: the box-free
+    layout of the folder source. backgrounds=True writes each example's background alone (`render_background`),
+    the object-free images of `--background_dir`."""
+
+    if os.path.isdir(out_dir) and os.listdir(out_dir):
+        raise FileExistsError(f"write_images: {out_dir!r} is not empty; refusing to overwrite. "
+                              f"Pass an empty or new folder, or delete this one first.")
+    os.makedirs(out_dir, exist_ok=True)
+    for i in range(start, start + n):
+        image = render_background(spec, i) if backgrounds else generate(spec, i)["image"]
+        Image.fromarray(image).save(os.path.join(out_dir, f"{i:06d}.png"))
+
+
 def _save_grid(spec: SyntheticSpec, path: str, rows: int) -> None:
     cols = spec.n_child
     tiles = generate_many(spec, range(rows * cols))
@@ -573,6 +588,10 @@ def _save_grid(spec: SyntheticSpec, path: str, rows: int) -> None:
 
 def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_string("write", None, "Write --n images to this folder (must be empty or new).", flag_values=fv)
+    flags.DEFINE_string("write_plain", None, "Write --n images alone (no boxes, labels or masks) to this folder: a "
+                        "box-free folder source.", flag_values=fv)
+    flags.DEFINE_string("write_backgrounds", None, "Write the backgrounds alone of --n examples to this folder: "
+                        "object-free images for --background_dir.", flag_values=fv)
     flags.DEFINE_string("grid", None, "Save a grid PNG here: one column per child, --rows rows.", flag_values=fv)
     flags.DEFINE_integer("rows", 6, "Rows of --grid.", flag_values=fv)
     flags.DEFINE_integer("n", 600, "Examples to write.", flag_values=fv)
@@ -594,15 +613,20 @@ def spec_from_flags(fv: flags.FlagValues) -> SyntheticSpec:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m onegan_tf.data.synthetic (--write DIR | --grid PNG) [--n N]`."""
-    fv = cli.parse(argv, define_flags, required=[("write", "grid")],
-                   usage="python -m onegan_tf.data.synthetic (--write DIR | --grid PNG) [--n N] [--seed S]")
+    """`python -m onegan_tf.data.synthetic (--write DIR | --write_plain DIR | --write_backgrounds DIR | --grid PNG)`."""
+    fv = cli.parse(argv, define_flags, required=[("write", "write_plain", "write_backgrounds", "grid")],
+                   usage="python -m onegan_tf.data.synthetic (--write DIR | --write_plain DIR | "
+                   "--write_backgrounds DIR | --grid PNG) [--n N] [--seed S]")
     if fv is None:
         return 2
     spec = spec_from_flags(fv)
     if fv.write:
         write_dataset(fv.write, spec, fv.n, fv.start)
         print(f"wrote {fv.n} examples of {spec} to {fv.write}")
+    for out_dir, backgrounds in ((fv.write_plain, False), (fv.write_backgrounds, True)):
+        if out_dir:
+            write_images(out_dir, spec, fv.n, fv.start, backgrounds)
+            print(f"wrote {fv.n} {'backgrounds' if backgrounds else 'plain images'} of {spec} to {out_dir}")
     if fv.grid:
         _save_grid(spec, fv.grid, fv.rows)
         print(f"saved {fv.grid}")
