@@ -142,7 +142,7 @@ def cases():
         inputs.update(betas=np.array([0.3, 0.6, 0.7, 0.9], np.float32), seed=np.array([4, 2], np.int64))
         out.append((f"{name}+controls", name, inputs))
     for name in ("serving_default", "cluster_bytes", "reconstruct_bytes"):
-        inputs = export.example_inputs(name, CFG, BATCH)
+        inputs = export.signature_inputs(name, CFG, BATCH)
         inputs["image_bytes"] = _client_images()
         out.append((f"{name}+jpeg", name, inputs))
     return out
