@@ -178,7 +178,7 @@ def bench_train(trainer, cfg, phases, steps: int, warmup: int) -> list[dict]:
             "what": "train", "name": f"phase {phase}", "phase": phase,
             "seconds_per_step": median, "images_per_s": cfg.train.batch_size / median,
             "step_seconds": seconds, "first_step_seconds": first,
-            "traces": trainer.tracing_counts()[PHASES[phase]],
+            "traces": trainer.tracing_counts()[phase],
             **memory_info()})
     return records
 
