@@ -199,7 +199,8 @@ def define_flags(fv: flags.FlagValues) -> None:
                         flag_values=fv)
     flags.DEFINE_enum("generator_weights", "", ["", "ema", "raw"], "Weights of V_* and G_*: ema (their moving "
                       "average), raw (the last iterate); '' = the run's --generator_weights.", flag_values=fv)
-    flags.DEFINE_list("metrics", list(DEFAULT_METRICS), f"Metrics, comma-separated: {', '.join(DEFAULT_METRICS)}.",
+    flags.DEFINE_list("metrics", list(DEFAULT_METRICS), f"Metrics, comma-separated: {', '.join(DEFAULT_METRICS)}, "
+                      "and segmentation_distilled (the distilled segmenter of a run trained with --distill_steps).",
                       flag_values=fv)
     flags.DEFINE_enum("split", "object", list(SPLITS), "Evaluation images: object (the 80 %), test (synthetic's "
                       "held-out set), all, background_images.", flag_values=fv)

@@ -116,11 +116,12 @@ def test_auto_mask_target_is_half_of_each_box_as_a_fraction_of_its_crop():
     """--mask_target=auto: BOX_FILL of the box over the crop's area, averaged over X_c (never the masks)."""
     a = _example("a", h=100, w=200, bbox=(90, 40, 110, 60))  # 20x20 box in a 30x30 crop
     b = _example("b", h=100, w=200, bbox=(0, 0, 40, 20))  # 40x20 box in a 40x50 crop (clipped)
-    p = protocol.Protocol(source=None, object=(a, b), background_images=(), patches=(), no_patch=())
+    source = types.SimpleNamespace(name="folder", has_boxes=True)
+    p = protocol.Protocol(source=source, object=(a, b), background_images=(), patches=(), no_patch=())
     assert protocol.BOX_FILL == 0.5
     assert protocol.object_fraction(p, "bbox") == pytest.approx(0.5 * (400 / 900 + 800 / 2000) / 2)
     assert protocol.object_fraction(p, "full") == pytest.approx(0.5 * (400 + 800) / 20000 / 2)
-    empty = dataclasses.replace(p, object=(), source=types.SimpleNamespace(name="folder"))
+    empty = dataclasses.replace(p, object=())
     with pytest.raises(DataError, match="give --mask_target a number"):
         protocol.object_fraction(empty, "bbox")
 

@@ -101,11 +101,12 @@ def test_every_module_name_and_file_the_document_points_at_exists():
 
 
 @pytest.mark.slow
-def test_parameter_tables_match_the_full_size_networks():
+def test_parameter_tables_match_the_full_size_networks(full_size_trainer):
     """Every row `| `NET.attr.path` | ... | count |` of §3, every network total in its heading and the totals
     table are count_params() of the Birds networks at 128x128 and channel multiplier 1."""
     section = _section(_text(), 3)
-    nets = networks.build_networks(ModelConfig())
+    assert full_size_trainer.model.cfg == ModelConfig()
+    nets = full_size_trainer.model.networks
 
     rows = re.findall(r"^\| `([\w.]+)` \|.*\| ([\d,]+) \|$", section, re.MULTILINE)
     assert len(rows) > 50, "the tables of §3 were not found"
