@@ -1,4 +1,4 @@
-"""`python -m onegan_tf.bench`: how fast one configuration trains and serves on this machine (issue 7).
+"""`python -m onegan_tf.bench`: how fast one configuration trains and serves on this machine.
 
     python -m onegan_tf.bench --image_size=32 --channel_mult=0.25 --batch_size=20 --steps=5 \\
         --what=train,flops,data,serving --out=bench.jsonl
@@ -14,8 +14,8 @@ Every training flag is a flag here too (`--image_size`, `--channel_mult`, `--bat
 - `flops`    model FLOPs of one training step of each phase (`onegan_tf.flops`), the achieved FLOP/s
              when `train` ran too, and the FLOP/s of one large convolution timed the same way
              (`--ceiling`, the practical ceiling of this device).
-- `data`     images/s of the X_c and X_bg `tf.data` pipelines (`onegan_tf.data.bench`; `--bench_warmup`,
-             `--bench_batches`).
+- `data`     images/s of the X_c and X_bg `tf.data` pipelines, each timed alone over `--bench_batches`
+             batches after `--bench_warmup` (with the seconds to index the dataset).
 - `serving`  latency p50/p95 and images/s of `serving_default` (PNG bytes in) of a freshly exported
              SavedModel, beside the same signature called in-process, at each batch of `--serving_batches`.
 - `networks` forward seconds and FLOP/s of each network alone at the training batch (where a step's
@@ -32,38 +32,49 @@ Timings on a shared machine are inflated by its load: compare numbers only at a 
 from __future__ import annotations
 
 import datetime
+import glob
 import json
 import os
 import platform
 import re
 import resource
 import statistics
+import sys
 import tempfile
 import time
+from typing import Sequence
 
-from absl import app, flags
+import keras
+import tensorflow as tf
+from absl import flags
+from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
+from onegan_tf import cli, export, flops
+from onegan_tf.data.pipeline import describe, train_streams
 from onegan_tf.flags import config_from_flags, define_config_flags
+from onegan_tf.model import OneGAN
+from onegan_tf.networks import network_inputs
+from onegan_tf.trainer import PHASES, OneGANTrainer, step_noise
 
 WHAT = ("train", "flops", "data", "serving", "networks", "ops")
-PHASE_INDEX = {"I": 0, "IIa": 1, "IIb": 2}
-FLAGS = flags.FLAGS
 
 
-def _define_flags() -> None:
-    """The bench's flags, every training flag, and --bench_warmup/--bench_batches of onegan_tf.data.bench;
-    defined only when the bench runs as a program, so importing this module defines no global flag."""
-    import onegan_tf.data.bench  # noqa: F401  (defines --bench_warmup, --bench_batches)
-
-    flags.DEFINE_list("phases", ["I", "IIa", "IIb"], "Phases to time: I, IIa, IIb.")
-    flags.DEFINE_integer("steps", 5, "Timed steps (or calls) per measurement, after the warm-up.")
-    flags.DEFINE_integer("warmup", 2, "Untimed steps (or calls) first; the first one traces.")
-    flags.DEFINE_string("out", "", "Append one JSON line per measurement to this file ('' = table only).")
-    flags.DEFINE_list("what", ["train", "flops", "data", "serving"], f"Measurements, any of {WHAT}.")
-    flags.DEFINE_list("serving_batches", ["1", "32"], "Batch sizes of the serving measurement.")
+def define_flags(fv: flags.FlagValues) -> None:
+    """The bench's flags and every training flag."""
+    flags.DEFINE_integer("bench_batches", 50, "Batches timed per stream by --what=data, after the warm-up.",
+                         flag_values=fv)
+    flags.DEFINE_integer("bench_warmup", 5, "Batches pulled per stream before timing (fills the prefetch "
+                         "buffers and lets AUTOTUNE settle).", flag_values=fv)
+    flags.DEFINE_list("phases", list(PHASES), f"Phases to time: {', '.join(PHASES)}.", flag_values=fv)
+    flags.DEFINE_integer("steps", 5, "Timed steps (or calls) per measurement, after the warm-up.", flag_values=fv)
+    flags.DEFINE_integer("warmup", 2, "Untimed steps (or calls) first; the first one traces.", flag_values=fv)
+    flags.DEFINE_string("out", "", "Append one JSON line per measurement to this file ('' = table only).",
+                        flag_values=fv)
+    flags.DEFINE_list("what", ["train", "flops", "data", "serving"], f"Measurements, any of {WHAT}.", flag_values=fv)
+    flags.DEFINE_list("serving_batches", ["1", "32"], "Batch sizes of the serving measurement.", flag_values=fv)
     flags.DEFINE_list("ceiling", ["20", "64", "256", "256", "3"],
-                      "The ceiling convolution: batch, size, c_in, c_out, kernel ('same', stride 1).")
-    define_config_flags()
+                      "The ceiling convolution: batch, size, c_in, c_out, kernel ('same', stride 1).", flag_values=fv)
+    define_config_flags(fv)
 
 
 # ---------------------------------------------------------------------------------------------- machine
@@ -71,8 +82,6 @@ def _define_flags() -> None:
 
 def machine_info() -> dict:
     """Where the numbers come from: platform, CPUs, CPU model, TensorFlow version and devices."""
-    import tensorflow as tf
-
     model = ""
     try:
         with open("/proc/cpuinfo") as f:
@@ -96,7 +105,6 @@ def machine_info() -> dict:
 def memory_info() -> dict:
     """Host memory in MiB: resident now and the process' peak so far (ru_maxrss); GPU:0 current and peak."""
     import psutil
-    import tensorflow as tf
 
     out = {"host_rss_mib": round(psutil.Process().memory_info().rss / 2**20, 1),
            "host_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10, 1)}
@@ -107,8 +115,6 @@ def memory_info() -> dict:
 
 
 def _reset_device_peak():
-    import tensorflow as tf
-
     if tf.config.list_physical_devices("GPU"):
         tf.config.experimental.reset_memory_stats("GPU:0")
 
@@ -139,9 +145,6 @@ def percentile(values, q: float) -> float:
 
 def _train_batches(cfg, n: int) -> list[dict]:
     """`n` global batches: fixed random X_c, X_bg in [-1, 1] and each step's own `step_noise`."""
-    import tensorflow as tf
-
-    from onegan_tf.trainer import step_noise
 
     b, s = cfg.train.batch_size, cfg.model.image_size
     gen = tf.random.Generator.from_seed(cfg.train.seed)
@@ -155,13 +158,10 @@ def _total(out: dict):
 
 def bench_train(trainer, cfg, phases, steps: int, warmup: int) -> list[dict]:
     """Seconds per step of each phase (median after warm-up), images/s, traces and memory."""
-    from onegan_tf.trainer import PHASES
-
     batches = _train_batches(cfg, warmup + steps)
     records = []
-    for name in phases:
-        phase = PHASE_INDEX[name]
-        if phase >= 1 and not bool(trainer.clones_ready.numpy()):
+    for phase in phases:
+        if phase != "I" and not bool(trainer.clones_ready.numpy()):
             trainer.init_clones()
         _reset_device_peak()
         feed = iter(batches * 2)
@@ -175,31 +175,27 @@ def bench_train(trainer, cfg, phases, steps: int, warmup: int) -> list[dict]:
         seconds = timed(step, steps, max(warmup - 1, 0))
         median = statistics.median(seconds)
         records.append({
-            "what": "train", "name": f"phase {PHASES[phase]}", "phase": PHASES[phase],
+            "what": "train", "name": f"phase {phase}", "phase": phase,
             "seconds_per_step": median, "images_per_s": cfg.train.batch_size / median,
             "step_seconds": seconds, "first_step_seconds": first,
-            "traces": trainer.tracing_counts()[PHASES[phase]],
+            "traces": trainer.tracing_counts()[phase],
             **memory_info()})
     return records
 
 
 def bench_flops(trainer, cfg, phases, train_records, ceiling, steps: int, warmup: int) -> list[dict]:
     """FLOPs of one step of each phase, achieved FLOP/s where the step was timed, and the ceiling conv."""
-    from onegan_tf import flops
-    from onegan_tf.trainer import PHASES
-
     seconds = {r["phase"]: r["seconds_per_step"] for r in train_records}
     records = [{"what": "flops", "name": "networks", "forward_flops_per_sample":
                 flops.network_table(trainer.model)}]
-    for name in phases:
-        phase = PHASE_INDEX[name]
+    for phase in phases:
         f = flops.step_flops(trainer.model, cfg.train, phase, cfg.train.batch_size)
-        rec = {"what": "flops", "name": f"phase {PHASES[phase]}", "phase": PHASES[phase],
+        rec = {"what": "flops", "name": f"phase {phase}", "phase": phase,
                "forward_flops": f["forward"], "training_flops": f["training"],
                "training_flops_by_network": f["by_network"], "training_flops_by_call": f["by_call"]}
-        if PHASES[phase] in seconds:
-            rec["seconds_per_step"] = seconds[PHASES[phase]]
-            rec["flop_per_s"] = f["training"] / seconds[PHASES[phase]]
+        if phase in seconds:
+            rec["seconds_per_step"] = seconds[phase]
+            rec["flop_per_s"] = f["training"] / seconds[phase]
         records.append(rec)
     records.append(bench_ceiling(*ceiling, steps=steps, warmup=warmup))
     return records
@@ -207,10 +203,6 @@ def bench_flops(trainer, cfg, phases, train_records, ceiling, steps: int, warmup
 
 def bench_ceiling(batch: int, size: int, c_in: int, c_out: int, kernel: int, steps: int, warmup: int) -> dict:
     """FLOP/s of one large 'same' convolution in the policy's compute dtype: the practical ceiling."""
-    import keras
-    import tensorflow as tf
-
-    from onegan_tf import flops
 
     dtype = keras.mixed_precision.dtype_policy().compute_dtype
     gen = tf.random.Generator.from_seed(0)
@@ -227,15 +219,11 @@ def bench_ceiling(batch: int, size: int, c_in: int, c_out: int, kernel: int, ste
 
 def bench_networks(model, cfg, steps: int, warmup: int) -> list[dict]:
     """Forward seconds of each network alone at the training batch, with its FLOP/s."""
-    import tensorflow as tf
-
-    from onegan_tf import flops
-    from onegan_tf.networks import example_inputs
 
     b = cfg.train.batch_size
     records = []
     for name, net in model.networks.items():
-        x = example_inputs(name, cfg.model, batch=b)
+        x = network_inputs(name, cfg.model, batch=b)
         fn = tf.function(lambda x, net=net: tf.nest.map_structure(
             lambda t: tf.reduce_sum(tf.cast(t, tf.float32)), net(x, training=True)))
         seconds = timed(lambda: tf.nest.map_structure(float, fn(x)), steps, max(warmup, 1))
@@ -247,22 +235,31 @@ def bench_networks(model, cfg, steps: int, warmup: int) -> list[dict]:
 
 
 def bench_data(cfg, warmup: int, batches: int) -> list[dict]:
-    """images/s of the X_c and X_bg pipelines (`onegan_tf.data.bench`)."""
-    from onegan_tf.data import bench as data_bench
-    from onegan_tf.data.pipeline import train_streams
-
+    """images/s of the X_c and X_bg pipelines, each timed alone, and the seconds to index the dataset."""
+    start = time.perf_counter()
+    info = describe(cfg.data)
+    index_s = time.perf_counter() - start
     x_c, x_bg = train_streams(cfg.data, cfg.model.image_size, cfg.train.batch_size, cfg.train.seed)
     return [{"what": "data", "name": name, "dataset": cfg.data.dataset, "batches": batches,
-             "images_per_s": data_bench._time_stream(ds, warmup, batches, cfg.train.batch_size)}
+             "data_cache": cfg.data.data_cache, "index_seconds": index_s,
+             "n_object_images": info["n_images"]["object"], "n_background_patches": info["n_background_patches"],
+             "images_per_s": images_per_second(ds, warmup, batches, cfg.train.batch_size)}
             for name, ds in (("X_c", x_c), ("X_bg", x_bg))]
+
+
+def images_per_second(ds, warmup: int, batches: int, batch_size: int) -> float:
+    """Images/s of `batches` batches pulled from `ds` after `warmup` untimed ones."""
+    it = iter(ds)
+    for _ in range(warmup):
+        next(it)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    return batches * batch_size / (time.perf_counter() - start)
 
 
 def bench_serving(cfg, batch_sizes, steps: int, warmup: int) -> list[dict]:
     """Latency and images/s of serving_default (PNG bytes in): exported SavedModel vs in-process."""
-    import tensorflow as tf
-
-    from onegan_tf import export
-    from onegan_tf.model import OneGAN
 
     model = OneGAN(cfg.model)
     records = []
@@ -284,22 +281,15 @@ def bench_serving(cfg, batch_sizes, steps: int, warmup: int) -> list[dict]:
 
 def _png_batch(batch: int, size: int):
     """`batch` random PNG files of size x size (serving_default's image_bytes input)."""
-    import tensorflow as tf
-
     images = tf.random.stateless_uniform((batch, size, size, 3), seed=(0, 0), maxval=256, dtype=tf.int32)
     return tf.stack([tf.io.encode_png(tf.cast(im, tf.uint8)) for im in images])
 
 
-def bench_ops(trainer, cfg, phase_name: str, top: int = 15) -> list[dict]:
-    """Op types by their summed host time in one traced step of `phase_name` (run after `train`, so the
+def bench_ops(trainer, cfg, phase: str, top: int = 15) -> list[dict]:
+    """Op types by their summed host time in one traced step of `phase` (run after `train`, so the
     step is already traced); from the TF profiler's XSpace of that step."""
-    import glob
 
-    import tensorflow as tf
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
-
-    phase = PHASE_INDEX[phase_name]
-    if phase >= 1 and not bool(trainer.clones_ready.numpy()):
+    if phase != "I" and not bool(trainer.clones_ready.numpy()):
         trainer.init_clones()
     batch = _train_batches(cfg, 1)[0]
     float(_total(trainer.train_step(batch, phase)))  # trace outside the profile
@@ -328,7 +318,7 @@ def bench_ops(trainer, cfg, phase_name: str, top: int = 15) -> list[dict]:
     records = []
     for what, table_ in (("ops", by_type), ("op_scopes", by_scope)):
         for name, (s, n) in sorted(table_.items(), key=lambda kv: -kv[1][0])[:top]:
-            records.append({"what": what, "name": name, "phase": phase_name, "op_seconds": s, "op_count": n,
+            records.append({"what": what, "name": name, "phase": phase, "op_seconds": s, "op_count": n,
                             "share_of_op_time": s / total, "step_seconds": step_s})
     return records
 
@@ -353,14 +343,12 @@ def run(cfg, what, phases, steps: int, warmup: int, serving_batches=(1, 32), cei
         data_batches: int = 20, data_warmup: int = 5, out: str = "") -> list[dict]:
     """Every measurement of `what` for `cfg`, as records stamped with config, machine and load average;
     each is appended to `out` (JSON lines) as soon as it is taken, so a long run keeps what it measured."""
-    import keras
-
     unknown = set(what) - set(WHAT)
     if unknown:
         raise ValueError(f"--what: unknown measurements {sorted(unknown)}; allowed: {WHAT}")
-    bad = [p for p in phases if p not in PHASE_INDEX]
+    bad = [p for p in phases if p not in PHASES]
     if bad:
-        raise ValueError(f"--phases: unknown phases {bad}; allowed: {tuple(PHASE_INDEX)}")
+        raise ValueError(f"--phases: unknown phases {bad}; allowed: {PHASES}")
     if cfg.train.mixed_precision != "off":
         keras.mixed_precision.set_dtype_policy(cfg.train.mixed_precision)
     machine = machine_info()
@@ -382,8 +370,6 @@ def run(cfg, what, phases, steps: int, warmup: int, serving_batches=(1, 32), cei
 
     trainer = None
     if {"train", "flops", "networks", "ops"} & set(what):
-        from onegan_tf.trainer import OneGANTrainer
-
         keras.utils.set_random_seed(tc.seed)
         trainer = OneGANTrainer(cfg)
     train_records = []
@@ -420,28 +406,33 @@ def table(records) -> str:
         gflop = r.get("training_flops", r.get("forward_flops"))
         seconds = r.get("seconds_per_step", r.get("latency_p50_s", r.get("op_seconds")))
         name = r["name"] + (f" ({100 * r['share_of_op_time']:.0f}%)" if "share_of_op_time" in r else "")
+        flop_per_s = r.get("flop_per_s") and r["flop_per_s"] / 1e9
         rows.append(f"{r['what']:9} {name[:44]:44} {num(seconds, '9.4f'):>9} {num(r.get('images_per_s'), '9.1f'):>9} "
-                    f"{num(gflop and gflop / 1e9, '9.3f'):>9} {num(r.get('flop_per_s') and r['flop_per_s'] / 1e9, '8.1f'):>8} "
+                    f"{num(gflop and gflop / 1e9, '9.3f'):>9} {num(flop_per_s, '8.1f'):>8} "
                     f"{num(r.get('latency_p95_s'), '8.4f'):>8} {num(r.get('host_peak_rss_mib'), '8.0f'):>8} "
                     f"{r['loadavg'][0]:5.2f}")
     return "\n".join(rows)
 
 
-def main(argv):
-    del argv
-    cfg = config_from_flags()
-    records = run(cfg, FLAGS.what, FLAGS.phases, FLAGS.steps, FLAGS.warmup,
-                  serving_batches=[int(b) for b in FLAGS.serving_batches],
-                  ceiling=[int(c) for c in FLAGS.ceiling],
-                  data_batches=FLAGS.bench_batches, data_warmup=FLAGS.bench_warmup, out=FLAGS.out)
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m onegan_tf.bench [--what=train,flops,data,serving] [--FIELD=VALUE ...]`."""
+    fv = cli.parse(argv, define_flags, usage="python -m onegan_tf.bench [--what=train,flops,data,serving] "
+                   "[--phases=I,IIa,IIb] [--steps=5] [--out=FILE] [--FIELD=VALUE ...]")
+    if fv is None:
+        return 2
+    cfg = config_from_flags(fv)
+    records = run(cfg, fv.what, fv.phases, fv.steps, fv.warmup,
+                  serving_batches=[int(b) for b in fv.serving_batches],
+                  ceiling=[int(c) for c in fv.ceiling],
+                  data_batches=fv.bench_batches, data_warmup=fv.bench_warmup, out=fv.out)
     if records:
         m = records[0]["machine"]
         print(f"machine: {m['cpu_model']}, {m['cpu_count']} CPUs ({m['sched_cpus']} usable), {m['platform']}, "
               f"TensorFlow {m['tensorflow']}, devices {m['devices']}")
         print(f"config: {records[0]['config']}; load average at the end: {os.getloadavg()}")
     print(table(records))
+    return 0
 
 
 if __name__ == "__main__":
-    _define_flags()
-    app.run(main)
+    sys.exit(main())

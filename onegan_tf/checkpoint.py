@@ -7,7 +7,8 @@ rebuilds `OneGAN(config.model)` and restores it through a skeleton of the same o
 step counter as `step`; the optimisers and discriminator clones stay in the file, unread.
 
 Every layer of every network is a named attribute (networks.py never hides layers in plain lists), so the
-skeleton reaches every model variable; `tests/test_checkpoint_graph` keeps it that way.
+skeleton reaches every model variable; `test_checkpoint_graph_reaches_every_model_variable`
+(tests/test_serialization.py) keeps it that way.
 
 Generator weights: the trainer also holds the moving average of V_* and G_* (`trainer/ema`,
 `onegan_tf.ema`); with `weights="ema"` (the run's `--generator_weights`, the default) `load_run` restores

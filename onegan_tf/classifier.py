@@ -1,4 +1,4 @@
-"""Fine-tune the classifier of FID/IS/CFID/CIS on a labelled image dataset (SPEC §7; paper Sec. 5).
+"""Fine-tune the classifier of FID/IS/CFID/CIS on a labelled image dataset (docs/design.md §7; paper Sec. 5).
 
 The paper computed FID and IS with an InceptionV3 fine-tuned per dataset. This command trains such a
 classifier and saves it as a `.keras` file that `--feature_net=<path>` (metrics.inception.feature_network)
@@ -21,11 +21,12 @@ import os
 import sys
 from typing import Sequence
 
+import keras
 import numpy as np
 from absl import flags
 
+from onegan_tf import cli
 from onegan_tf.data import labeled
-from onegan_tf.flags import parse_private
 
 BACKBONES = ("inception_v3", "small_cnn")
 WEIGHTS = ("imagenet", "none")
@@ -37,8 +38,6 @@ INCEPTION_MIN_SIZE = 75  # smallest input keras.applications.InceptionV3 accepts
 def build_classifier(num_classes: int, backbone: str = "small_cnn", weights: str = "none",
                      image_size: int = 64):
     """A classifier [B, S, S, 3] in [-1, 1] -> softmax [B, num_classes] with a layer named "features"."""
-    import keras
-
     if backbone not in BACKBONES:
         raise ValueError(f"--backbone={backbone!r}: use one of {', '.join(BACKBONES)}")
     if weights not in WEIGHTS:
@@ -75,8 +74,6 @@ def train_classifier(data: str, out: str, backbone: str = "small_cnn", weights: 
                      num_images: int = 1200, label: str = "child", synthetic_parents: int = 4,
                      synthetic_children_per_parent: int = 3, verbose: int = 2):
     """Fine-tune a classifier on `data` and save it to `out` (.keras). Returns the keras History."""
-    import keras
-
     if not out.endswith(".keras"):
         raise ValueError(f"--out={out!r}: the classifier is saved in Keras' format; give a path ending in .keras")
     if not 0 <= val_fraction < 1:
@@ -99,7 +96,7 @@ def train_classifier(data: str, out: str, backbone: str = "small_cnn", weights: 
     return history
 
 
-def _define_flags(fv: flags.FlagValues) -> None:
+def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_string("data", None, "Image folder <root>/<class_name>/*.jpg|png, or 'synthetic'.", flag_values=fv)
     flags.DEFINE_string("out", None, "Where to save the classifier (.keras).", flag_values=fv)
     flags.DEFINE_enum("backbone", "inception_v3", BACKBONES, "inception_v3 (the paper's) or small_cnn (CPU, tests).",
@@ -124,7 +121,7 @@ def _define_flags(fv: flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    fv = parse_private(argv, _define_flags, required=("data", "out"),
+    fv = cli.parse(argv, define_flags, required=("data", "out"),
                        usage="python -m onegan_tf.classifier --data=<folder|synthetic> --out=model.keras [...]")
     if fv is None:
         return 2

@@ -1,8 +1,8 @@
 """The one configuration object of onegan_tf.
 
-`Config` groups three frozen dataclasses: `ModelConfig` (what the networks look like; SPEC §1–4),
-`DataConfig` (where images come from and how they are cut; SPEC §6) and `TrainConfig` (the schedule,
-optimisers, loss weights and the run's bookkeeping; SPEC §5). Every field carries its help text in
+`Config` groups three frozen dataclasses: `ModelConfig` (what the networks look like; docs/design.md §1–4),
+`DataConfig` (where images come from and how they are cut; docs/design.md §6) and `TrainConfig` (the schedule,
+optimisers, loss weights and the run's bookkeeping; docs/design.md §5). Every field carries its help text in
 `metadata["help"]`; `onegan_tf.flags` turns each field into one absl flag of the same name, so a field is
 declared once and documented once. Nothing in this module reads flags: the model code, the data pipeline
 and notebooks build these objects from plain arguments.
@@ -15,7 +15,7 @@ import json
 import math
 from typing import Any
 
-# Class counts of the paper's datasets (paper Sec. 5; SPEC §1).
+# Class counts of the paper's datasets (paper Sec. 5; docs/design.md §1).
 DATASET_CLASSES = {
     "birds": (200, 20),
     "dogs": (120, 12),
@@ -36,13 +36,23 @@ def _field(default: Any, help: str, **kw) -> Any:  # noqa: A002 - mirrors absl's
     return dataclasses.field(default=default, metadata={"help": help, **kw})
 
 
+def _resumable(default: Any, help: str, **kw) -> Any:  # noqa: A002
+    """A setting that may change between a run and its resumption (bookkeeping, devices, speed)."""
+    return _field(default, help, resumable=True, **kw)
+
+
+def parent_of(child, children_per_parent: int):
+    """The hierarchy of docs/design.md §1: child c belongs to parent c // (N_C // N_P) (ints, arrays, tensors)."""
+    return child // children_per_parent
+
+
 class ConfigError(ValueError):
     """A configuration value is out of its allowed range; the message names the argument."""
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Sizes and switches of the networks (SPEC §1–4, supplementary Tab. 2–9)."""
+    """Sizes and switches of the networks (docs/design.md §1–4, supplementary Tab. 2–9)."""
 
     image_size: int = _field(128, "Image side H = W in pixels; one of 32, 64, 128 (paper: 128).")
     channel_mult: float = _field(
@@ -78,7 +88,7 @@ class ModelConfig:
         if self.n_child % self.n_parent:
             raise ConfigError(
                 f"n_child={self.n_child} must be a multiple of n_parent={self.n_parent}: child c belongs to "
-                f"parent c // (n_child // n_parent) (SPEC §1)")
+                f"parent c // (n_child // n_parent) (docs/design.md §1)")
         if self.norm not in NORMS:
             raise ConfigError(f"norm={self.norm!r} is not supported; allowed values: {NORMS}")
         if not self.bypass and not self.mixup_preimages:
@@ -105,35 +115,35 @@ DATA_SOURCES = ("synthetic", "cub", "folder", "caltech_birds2011", "stanford_dog
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Where the images come from and how they are cut (SPEC §6)."""
+    """Where the images come from and how they are cut (docs/design.md §6)."""
 
     dataset: str = _field("synthetic", "Image source: synthetic, cub, caltech_birds2011, stanford_dogs, "
                           "cars196 or folder.")
-    data_dir: str = _field("", "Directory the source reads from (CUB release root, TFDS data_dir, "
+    data_dir: str = _resumable("", "Directory the source reads from (CUB release root, TFDS data_dir, "
                            "image folder; synthetic: where to cache the generated set, '' = memory).")
     crop: str = _field("bbox", "Object crop: bbox (FineGAN's 1.5 x box square, paper) or full (whole image).")
     split_seed: int = _field(0, "Seed of the 80/20 object/background split and of the background patch "
-                             "positions (SPEC §6).")
+                             "positions (docs/design.md §6).")
     background_patches_per_image: int = _field(
         4, "Background patches cut from each image of the 20 % split: the largest box-free square beside "
         "each side of the box (left, right, above, below) whose side is >= 1/4 of the shorter image side, "
-        "largest first, at most this many (SPEC §6). With --background_dir: squares cut at random from each "
+        "largest first, at most this many (docs/design.md §6). With --background_dir: squares cut at random from each "
         "background image.")
     background_dir: str = _field(
         "", "Folder of object-free images (any depth) for the background domain X_bg: square patches of "
         "random side (>= 1/4 of the shorter image side) and position are cut from them, and every image of "
         "the source is an object image (no 80/20 split). Training without boxes needs it. '' = patches "
-        "beside the boxes of the 20 % split (SPEC §6).")
-    class_parents: str = _field(
+        "beside the boxes of the 20 % split (docs/design.md §6).")
+    class_parents: str = _resumable(
         "", "cub: file mapping each class to its ground-truth parent, lines '<class_id> <parent_id>' (1-based); "
-        "'' = contiguous blocks of n_child // n_parent classes (SPEC §1). Used to evaluate parent clusters.")
+        "'' = contiguous blocks of n_child // n_parent classes (docs/design.md §1). Used to evaluate parent clusters.")
     mask_dir: str = _field("", "Folder of ground-truth mask PNGs, one per image matched by file stem "
                            "(folder and TFDS sources; e.g. DeepLabV3 masks for Dogs/Cars). '' = none.")
-    data_cache: bool = _field(False, "Hold the decoded, cropped training images (uint8, image_size) in "
+    data_cache: bool = _resumable(False, "Hold the decoded, cropped training images (uint8, image_size) in "
                               "host memory after the first pass; for datasets that fit in RAM.")
-    tfds_download: bool = _field(False, "TFDS sources: download and prepare the dataset into data_dir if "
+    tfds_download: bool = _resumable(False, "TFDS sources: download and prepare the dataset into data_dir if "
                                  "it is not there yet.")
-    tfds_manual_dir: str = _field("", "TFDS sources: folder holding manually downloaded archives "
+    tfds_manual_dir: str = _resumable("", "TFDS sources: folder holding manually downloaded archives "
                                   "(TFDS manual_dir); implies preparing the dataset.")
     tfds_splits: str = _field("train,test", "TFDS sources: comma-separated TFDS splits pooled into one set "
                               "before the 80/20 split.")
@@ -163,9 +173,9 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Schedule, optimisers, loss weights and bookkeeping of a run (SPEC §5, paper Sec. 4-5)."""
+    """Schedule, optimisers, loss weights and bookkeeping of a run (docs/design.md §5, paper Sec. 4-5)."""
 
-    run_dir: str = _field("runs/default", "Directory of the run: config, checkpoints, TensorBoard logs.")
+    run_dir: str = _resumable("runs/default", "Directory of the run: config, checkpoints, TensorBoard logs.")
     seed: int = _field(0, "Seed of the codes, the mixup betas and the data order.")
     batch_size: int = _field(20, "Global batch size (paper: 20), split evenly over replicas.")
     phase1_steps: int = _field(200_000, "Length of Phase I, generation only (paper: 200k).")
@@ -186,7 +196,7 @@ class TrainConfig:
     weight_REC: float = _field(1.0, "Weight of L_REC, the L1 reconstruction loss (Eq. 16, 18).")
     weight_PER: float = _field(1.0, "Weight of L_PER, the perceptual loss (Eq. 17, 18).")
     weight_adv_rec: float = _field(1.0, "Weight of the reconstruction paths' adversarial terms against "
-                                   "their discriminator clones (SPEC §5).")
+                                   "their discriminator clones (docs/design.md §5).")
     weight_MS: float = _field(0.0, "Weight of a mode-seeking term on the generation path (not in the "
                               "paper; 0 = off). Pairs of samples share classes and differ in z.")
     mask_target: str = _field(
@@ -207,31 +217,30 @@ class TrainConfig:
                                  "(I_m > 0.5).")
     distill_learning_rate: float = _field(1e-3, "Adam learning rate of the distilled segmenter.")
     # Devices and speed.
-    strategy: str = _field("default", "Distribution: default (one device), mirrored (all local GPUs or "
+    strategy: str = _resumable("default", "Distribution: default (one device), mirrored (all local GPUs or "
                            "--devices) or multi_worker (MultiWorkerMirroredStrategy from TF_CONFIG).")
-    devices: str = _field("", "Comma-separated devices for --strategy=mirrored, e.g. /gpu:0,/gpu:1 "
+    devices: str = _resumable("", "Comma-separated devices for --strategy=mirrored, e.g. /gpu:0,/gpu:1 "
                           "('' = all local GPUs, or the CPU when there is none).")
     mixed_precision: str = _field("off", "Mixed precision policy: off, mixed_float16 (with loss scaling) "
                                   "or mixed_bfloat16.")
-    jit_compile: bool = _field(False, "Compile the training step with XLA (one replica only).")
+    jit_compile: bool = _resumable(False, "Compile the training step with XLA (one replica only).")
     # Bookkeeping.
-    log_every: int = _field(100, "Write scalars to TensorBoard and check losses every N steps.")
-    image_every: int = _field(2000, "Write the generation and reconstruction grids every N steps.")
-    ckpt_every: int = _field(2000, "Save a checkpoint every N steps (and at the end of the run).")
-    keep_checkpoints: int = _field(3, "Checkpoints kept in run_dir/ckpt.")
-    profile_steps: str = _field("", "Profile steps START,END (TensorBoard Profile tab), '' = none.")
-    progress: bool = _field(True, "Show a progress bar on the console.")
+    log_every: int = _resumable(100, "Write scalars to TensorBoard and check losses every N steps.")
+    image_every: int = _resumable(2000, "Write the generation and reconstruction grids every N steps.")
+    ckpt_every: int = _resumable(2000, "Save a checkpoint every N steps (and at the end of the run).")
+    keep_checkpoints: int = _resumable(3, "Checkpoints kept in run_dir/ckpt.")
+    profile_steps: str = _resumable("", "Profile steps START,END (TensorBoard Profile tab), '' = none.")
+    progress: bool = _resumable(True, "Show a progress bar on the console.")
     # The end of the run (onegan_tf.report): evaluation, baselines, figures, export, report.md.
-    final_eval: str = _field("", "Metrics to evaluate when training ends, comma-separated (e.g. "
+    final_eval: str = _resumable("", "Metrics to evaluate when training ends, comma-separated (e.g. "
                              "segmentation,clustering,fid,is,cfid,cis); '' = none. Writes run_dir/report.md.")
-    final_split: str = _field("object", "Split evaluated when training ends: object, test (synthetic's "
+    final_split: str = _resumable("object", "Split evaluated when training ends: object, test (synthetic's "
                               "held-out set), all.")
-    final_feature_net: str = _field("finetuned", "Feature network of the final generation metrics: "
+    final_feature_net: str = _resumable("finetuned", "Feature network of the final generation metrics: "
                                     "finetuned (a small CNN fine-tuned on the training split's child labels), "
                                     "inception_imagenet, or a .keras classifier path.")
-    final_num_generated: int = _field(2000, "Images generated for the final FID/IS.")
-    final_export: bool = _field(False, "Export the SavedModel to run_dir/export when training ends.")
-
+    final_num_generated: int = _resumable(2000, "Images generated for the final FID/IS.")
+    final_export: bool = _resumable(False, "Export the SavedModel to run_dir/export when training ends.")
 
     def __post_init__(self):
         for name in ("phase1_steps", "phase2a_steps", "phase2b_steps", "total_steps"):
@@ -333,9 +342,21 @@ class Config:
                    train=TrainConfig(**d.get("train", {})))
 
 
-def dataset_class_counts(name: str) -> tuple[int, int]:
-    """(N_C, N_P) of one of the paper's datasets by name."""
-    try:
-        return DATASET_CLASSES[name]
-    except KeyError:
-        raise ConfigError(f"unknown dataset {name!r}; known: {sorted(DATASET_CLASSES)}") from None
+def resumable_settings() -> tuple[str, ...]:
+    """The fields marked `_resumable`: a run may be resumed with other values of these."""
+    return tuple(f.name for cls in (ModelConfig, DataConfig, TrainConfig) for f in dataclasses.fields(cls)
+                 if f.metadata.get("resumable"))
+
+
+def config_differences(saved: dict, current: dict, ignore: tuple = ()) -> list[str]:
+    """Settings that differ between a run directory's config and this run's, as 'section.name: a -> b';
+    `ignore` names settings left out (the resumable ones, when checking a resumption)."""
+    diffs = []
+    for section in sorted(set(saved) | set(current)):
+        a, b = saved.get(section, {}), current.get(section, {})
+        for name in sorted(set(a) | set(b)):
+            if name in ignore:
+                continue
+            if a.get(name) != b.get(name):
+                diffs.append(f"{section}.{name}: {a.get(name)!r} (checkpoint) -> {b.get(name)!r} (now)")
+    return diffs

@@ -3,7 +3,7 @@
 The evaluation (`onegan_tf.evaluate`) scores the model on real images; these diagnostics explain its numbers
 from images the generator draws with known codes, so they need no dataset, labels or masks:
 
-- `mask_reproduction_iou`: the reconstruction path (inference betas, encoder means; SPEC §4) applied to a
+- `mask_reproduction_iou`: the reconstruction path (inference betas, encoder means; docs/design.md §4) applied to a
   generated image I reproduces the generator's own mask: IoU of `Î_m > 0.5` against `I_m > 0.5`, per image,
   averaged. The encoders cannot segment real images better than they read the generator's masks.
 - `mask_parent_probe`: how much a generated mask says about the parent code that shaped it (Eq. 3-4): a
@@ -24,14 +24,18 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
+from absl import flags
 
-from onegan_tf.checkpoint import load_run
+from onegan_tf import cli
+from onegan_tf.checkpoint import CheckpointMismatchError, load_run
+from onegan_tf.config import ConfigError, parent_of
 from onegan_tf.files import write_json
 from onegan_tf.metrics.segmentation import iou, mask_overlaps
-from onegan_tf.model import OneGAN, parent_of, sample_children, sample_z
+from onegan_tf.model import OneGAN, sample_children, sample_z
 
 PROBE_SIDE = 8            # masks are average-pooled to at most 8x8 before the linear probe
 PROBE_TRAIN_FRACTION = 2 / 3
@@ -113,7 +117,7 @@ def diagnose(model: OneGAN, num_images: int = 600, seed: int = 0, batch_size: in
         b = min(batch_size, num_images - first)
         key = tf.random.experimental.stateless_split(tf.constant([seed, first], tf.int64), 2)
         child = sample_children(key[0], b, cfg.n_child)
-        parent = parent_of(child, cfg).numpy()
+        parent = parent_of(child, cfg.children_per_parent).numpy()
         out = {k: v.numpy() for k, v in step(child, sample_z(key[1], b, cfg.d_z)).items()}
         inter, union, _ = mask_overlaps(out["I_m_hat"][..., 0] > 0.5, out["I_m"][..., 0] > 0.5)
         ious.append(iou(inter, union))
@@ -174,15 +178,24 @@ def format_summary(d: dict) -> str:
     ])
 
 
-def main(argv):
-    from absl import app, flags
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("run_dir", None, "Run directory written by `python -m onegan_tf.train`.", flag_values=fv)
+    flags.DEFINE_string("checkpoint", "", "Checkpoint prefix ('' = the latest of run_dir/ckpt).", flag_values=fv)
+    flags.DEFINE_string("out", "", "Output JSON file ('' = RUN/diagnostics.json).", flag_values=fv)
+    flags.DEFINE_integer("num_images", 600, "Generated images; the first 2/3 fit the mask probe, the rest test it.",
+                         flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Seed of the generated classes and codes.", flag_values=fv)
+    flags.DEFINE_integer("batch_size", 50, "Images per model call.", flag_values=fv)
+    flags.DEFINE_enum("generator_weights", "", ["", "ema", "raw"], "Weights of V_* and G_*: ema (their moving "
+                      "average), raw (the last iterate); '' = the run's --generator_weights.", flag_values=fv)
 
-    from onegan_tf.checkpoint import CheckpointMismatchError
-    from onegan_tf.config import ConfigError
 
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    F = flags.FLAGS
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m onegan_tf.diagnose --run_dir=RUN [--out=FILE]`; 2 on bad input."""
+    F = cli.parse(argv, define_flags, required=["run_dir"],
+                  usage="python -m onegan_tf.diagnose --run_dir=RUN [--out=FILE] [--num_images=600]")
+    if F is None:
+        return 2
     try:
         result = run_diagnostics(F.run_dir, F.out or None, F.checkpoint or None, F.num_images, F.seed,
                                  F.batch_size, F.generator_weights or None)
@@ -194,21 +207,5 @@ def main(argv):
     return 0
 
 
-def _define_flags():
-    from absl import flags
-
-    flags.DEFINE_string("run_dir", None, "Run directory written by `python -m onegan_tf.train`.", required=True)
-    flags.DEFINE_string("checkpoint", "", "Checkpoint prefix ('' = the latest of run_dir/ckpt).")
-    flags.DEFINE_string("out", "", "Output JSON file ('' = RUN/diagnostics.json).")
-    flags.DEFINE_integer("num_images", 600, "Generated images; the first 2/3 fit the mask probe, the rest test it.")
-    flags.DEFINE_integer("seed", 0, "Seed of the generated classes and codes.")
-    flags.DEFINE_integer("batch_size", 50, "Images per model call.")
-    flags.DEFINE_enum("generator_weights", "", ["", "ema", "raw"], "Weights of V_* and G_*: ema (their moving "
-                      "average), raw (the last iterate); '' = the run's --generator_weights.")
-
-
 if __name__ == "__main__":
-    from absl import app
-
-    _define_flags()
-    app.run(main)
+    sys.exit(main())

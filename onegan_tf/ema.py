@@ -24,7 +24,7 @@ import keras
 import tensorflow as tf
 
 from onegan_tf.config import ModelConfig
-from onegan_tf.networks import example_inputs
+from onegan_tf.networks import network_inputs
 
 # The generation path's networks (Eq. 1-5): what the shadow averages.
 AVERAGED = ("V_bg", "V_p", "V_c", "G_bg0", "G_bg1", "G_fg0", "G_fg1", "G_fg2")
@@ -48,7 +48,7 @@ def ema_update(shadow, weights, beta) -> None:
 def _shadow_network(net: keras.Model, key: str, cfg: ModelConfig) -> keras.Model:
     """A network of `net`'s architecture holding a copy of its weights."""
     shadow = type(net).from_config({**net.get_config(), "name": f"{key}_ema"})
-    shadow(example_inputs(key, cfg))
+    shadow(network_inputs(key, cfg))
     for a, b in zip(net.weights, shadow.weights):
         b.assign(a)
     return shadow

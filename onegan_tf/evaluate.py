@@ -1,4 +1,4 @@
-"""`python -m onegan_tf.evaluate --run_dir=RUN`: the evaluation protocol of SPEC §7 on a trained run.
+"""`python -m onegan_tf.evaluate --run_dir=RUN`: the evaluation protocol of docs/design.md §7 on a trained run.
 
 run directory -> config.json + checkpoint (`onegan_tf.checkpoint`) -> `ModelEvalContext` (the registry's
 `EvalContext` over `data.eval_dataset` and the model's tasks) -> `metrics.compute` -> RUN/eval/report.json,
@@ -19,21 +19,24 @@ import os
 import sys
 import time
 import types
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
+from absl import flags
+from tqdm import tqdm
 
-from onegan_tf import tasks
-from onegan_tf.config import Config
-from onegan_tf.metrics import registry
+from onegan_tf import cli, data, tasks
+from onegan_tf.checkpoint import CheckpointMismatchError, find_checkpoint, load_config, load_run
+from onegan_tf.config import Config, ConfigError
+from onegan_tf.data.sources import DataError
+from onegan_tf.figures import save_png
+from onegan_tf.files import write_json
+from onegan_tf.metrics import feature_network, registry
 from onegan_tf.model import OneGAN, sample_z
 
 SPLITS = ("object", "test", "all", "background_images")
 DEFAULT_METRICS = ("segmentation", "clustering", "fid", "is", "cfid", "cis")
-# What each metric needs; mirrors the checks inside the metrics so they can run before any heavy work.
-NEEDS = {"segmentation": {"masks": True}, "segmentation_distilled": {"masks": True}, "clustering": {"labels": True}, "cfid": {"labels": True},
-         "cis": {"labels": True}}
-MIN_GENERATED = {"fid": 2, "is": 10}
 FIGURE_IMAGES = 8
 
 
@@ -48,8 +51,6 @@ class ModelEvalContext:
     def __init__(self, model: OneGAN, cfg: Config, split: str = "object", batch_size: int = 50,
                  num_generated: int = 0, feature_net: str = "inception_imagenet", seed: int = 0,
                  progress: bool = True, info: dict | None = None, segmenter=None):
-        from onegan_tf import data
-
         if split not in SPLITS:
             raise ValueError(f"split={split!r} is not supported; allowed values: {SPLITS}")
         info = info or data.describe(cfg.data)
@@ -69,7 +70,7 @@ class ModelEvalContext:
             lambda c, s: tasks.generate(model, c, sample_z(tf.stack([s, 0]), tf.shape(c)[0], model.cfg.d_z)),
             input_signature=[labels, seed_spec])
         self._generate_like = tf.function(
-            lambda x, s: _generate_like_seeded(model, x, s), input_signature=[images, seed_spec])
+            lambda x, s: tasks.generate_like(model, x, seed=s, shared_z=False), input_signature=[images, seed_spec])
         self.segment = None
         if segmenter is not None:
             segment = tf.function(lambda x: tasks.segment_distilled(segmenter, x), input_signature=[images])
@@ -77,8 +78,6 @@ class ModelEvalContext:
 
     # -- EvalContext -------------------------------------------------------------------------------------
     def progress(self, iterable, description: str):
-        from tqdm import tqdm
-
         total = len(iterable) if hasattr(iterable, "__len__") else math.ceil(self.n_images / self.batch_size)
         return tqdm(iterable, desc=description, total=total, unit="batch", disable=not self.show_progress,
                     file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
@@ -86,8 +85,6 @@ class ModelEvalContext:
     def real_batches(self):
         """A fresh generator over the split: {image, child, parent (with labels), mask [B, H, W] (with masks)}."""
         if self._dataset is None:
-            from onegan_tf import data
-
             self._dataset = data.eval_dataset(self.cfg.data, self.model.cfg.image_size, self.batch_size,
                                               self.split, classes=(self.n_child, self.n_parent))
         for batch in self._dataset.as_numpy_iterator():
@@ -113,28 +110,16 @@ class ModelEvalContext:
 
     def feature_net(self):
         if self._feature_net is None:
-            from onegan_tf.metrics import feature_network
-
             self._feature_net = feature_network(self.feature_net_spec, batch_size=self.batch_size)
         return self._feature_net
 
 
-def _generate_like_seeded(model, images, seed):
-    """tasks.generate_like with a tensor seed: one independent z per image (metrics need no shared rows)."""
-    clusters = tasks.cluster(model, images)
-    z = sample_z(tf.stack([seed, 1]), tf.shape(images)[0], model.cfg.d_z)
-    return tasks.generate(model, clusters["child"], z, parent=clusters["parent"])
-
-
 def check_requirements(names, info: dict, num_generated: int) -> None:
-    """Raise registry.MetricError for a metric the dataset (masks, labels) or num_generated cannot serve."""
+    """Raise registry.MetricError, before any heavy work, for a metric whose declared needs (masks, labels,
+    generated images) the dataset of `info` or `num_generated` cannot serve."""
     data = types.SimpleNamespace(has_masks=bool(info["has_masks"]), has_labels=bool(info["has_labels"]),
-                                 dataset_name=info["dataset"])
-    for name in names:
-        registry.require(data, name, **NEEDS.get(name, {}))
-        if num_generated < MIN_GENERATED.get(name, 0):
-            raise registry.MetricError(f"metric {name!r} needs --num_generated >= {MIN_GENERATED[name]}; "
-                                       f"got {num_generated}")
+                                 dataset_name=info["dataset"], num_generated=num_generated)
+    registry.check(names, data, num_generated_name="--num_generated")
 
 
 def evaluate(run_dir: str, metrics=DEFAULT_METRICS, split: str = "object", checkpoint: str | None = None,
@@ -148,9 +133,6 @@ def evaluate(run_dir: str, metrics=DEFAULT_METRICS, split: str = "object", check
     named in the report, not read. segmenter: its distilled segmenter, if any (`segmentation_distilled`).
     weights: the generator weights to load (ema, raw; None = the run's --generator_weights).
     """
-    from onegan_tf import data
-    from onegan_tf.checkpoint import find_checkpoint, load_config, load_run
-    from onegan_tf.figures import save_png
 
     t0 = time.time()
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
@@ -189,7 +171,6 @@ def evaluate(run_dir: str, metrics=DEFAULT_METRICS, split: str = "object", check
                         "description": None if net is None else repr(net)},
         "figures": written, "out_dir": out_dir, "wall_s": round(time.time() - t0, 2), "config": cfg.to_dict(),
     }
-    from onegan_tf.files import write_json
 
     write_json(os.path.join(out_dir, "report.json"), report)
     return report
@@ -212,16 +193,34 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv):
-    from absl import app, flags
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("run_dir", None, "Run directory written by `python -m onegan_tf.train`.", flag_values=fv)
+    flags.DEFINE_string("checkpoint", "", "Checkpoint prefix to evaluate ('' = the latest of run_dir/ckpt).",
+                        flag_values=fv)
+    flags.DEFINE_enum("generator_weights", "", ["", "ema", "raw"], "Weights of V_* and G_*: ema (their moving "
+                      "average), raw (the last iterate); '' = the run's --generator_weights.", flag_values=fv)
+    flags.DEFINE_list("metrics", list(DEFAULT_METRICS), f"Metrics, comma-separated: {', '.join(DEFAULT_METRICS)}, "
+                      "and segmentation_distilled (the distilled segmenter of a run trained with --distill_steps).",
+                      flag_values=fv)
+    flags.DEFINE_enum("split", "object", list(SPLITS), "Evaluation images: object (the 80 %), test (synthetic's "
+                      "held-out set), all, background_images.", flag_values=fv)
+    flags.DEFINE_string("feature_net", "inception_imagenet", "Classifier of FID/IS/CFID/CIS: inception_imagenet, "
+                        "inception_random (tests only) or PATH.keras.", flag_values=fv)
+    flags.DEFINE_integer("num_generated", 30000, "Images generated for FID and IS.", flag_values=fv)
+    flags.DEFINE_integer("batch_size", 50, "Batch size of the model and the classifier.", flag_values=fv)
+    flags.DEFINE_string("out", "", "Output directory ('' = RUN/eval).", flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Seed of the generated classes and codes.", flag_values=fv)
+    flags.DEFINE_boolean("figures", True, "Write the figure grids next to the report.", flag_values=fv)
+    flags.DEFINE_boolean("progress", True, "Show progress bars.", flag_values=fv)
 
-    from onegan_tf.checkpoint import CheckpointMismatchError
-    from onegan_tf.config import ConfigError
-    from onegan_tf.data.sources import DataError
 
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    F = flags.FLAGS
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m onegan_tf.evaluate --run_dir=RUN [--metrics=...]`: the report of a run; 2 on bad input."""
+    F = cli.parse(argv, define_flags, required=["run_dir"],
+                  usage="python -m onegan_tf.evaluate --run_dir=RUN [--metrics=segmentation,clustering,...] "
+                  "[--split=object]")
+    if F is None:
+        return 2
     try:
         report = evaluate(F.run_dir, F.metrics, F.split, F.checkpoint or None, F.feature_net, F.num_generated,
                           F.batch_size, F.out or None, F.seed, F.figures, F.progress,
@@ -234,29 +233,5 @@ def main(argv):
     return 0
 
 
-def _define_flags():
-    from absl import flags
-
-    flags.DEFINE_string("run_dir", None, "Run directory written by `python -m onegan_tf.train`.", required=True)
-    flags.DEFINE_string("checkpoint", "", "Checkpoint prefix to evaluate ('' = the latest of run_dir/ckpt).")
-    flags.DEFINE_enum("generator_weights", "", ["", "ema", "raw"], "Weights of V_* and G_*: ema (their moving "
-                      "average), raw (the last iterate); '' = the run's --generator_weights.")
-    flags.DEFINE_list("metrics", list(DEFAULT_METRICS), f"Metrics, comma-separated: {', '.join(DEFAULT_METRICS)}, "
-                      "and segmentation_distilled (the distilled segmenter of a run trained with --distill_steps).")
-    flags.DEFINE_enum("split", "object", list(SPLITS), "Evaluation images: object (the 80 %), test (synthetic's "
-                      "held-out set), all, background_images.")
-    flags.DEFINE_string("feature_net", "inception_imagenet", "Classifier of FID/IS/CFID/CIS: inception_imagenet, "
-                        "inception_random (tests only) or PATH.keras.")
-    flags.DEFINE_integer("num_generated", 30000, "Images generated for FID and IS.")
-    flags.DEFINE_integer("batch_size", 50, "Batch size of the model and the classifier.")
-    flags.DEFINE_string("out", "", "Output directory ('' = RUN/eval).")
-    flags.DEFINE_integer("seed", 0, "Seed of the generated classes and codes.")
-    flags.DEFINE_boolean("figures", True, "Write the figure grids next to the report.")
-    flags.DEFINE_boolean("progress", True, "Show progress bars.")
-
-
 if __name__ == "__main__":
-    from absl import app
-
-    _define_flags()
-    app.run(main)
+    sys.exit(main())

@@ -12,7 +12,6 @@ half-written. It needs only TensorFlow to load and run (`tf.saved_model.load`, `
 `assets.extra/tf_serving_warmup_requests`.
 
 Signatures (`OneGANServing`; each calls `OneGAN.encode`, `reconstruct` or `generate`, never a copy):
-
     serving_default          image_bytes                          -> segment + cluster, inference defaults
     segment[_bytes]          image | image_bytes, betas, seed    -> mask, child, parent, *_probs
     segment_encoder[_bytes]  image | image_bytes, betas, seed    -> the same, mask from the reconstruction path
@@ -33,7 +32,7 @@ square and resized to S (bilinear, antialiased). The REST-first `serving_default
 
 Optional controls are inputs of shape [None] whose empty value means the default (a signature has no
 optional inputs: TF Serving requires every input of the signature in every request):
-`betas` float32, [] = the inference defaults (SPEC §4: beta1..beta4 = 1; beta3 = beta4 = 0 for a model
+`betas` float32, [] = the inference defaults (docs/design.md §4: beta1..beta4 = 1; beta3 = beta4 = 0 for a model
 trained without bypass, `model.inference_beta_values`), or 4 values in [0, 1] used for every image, which
 must agree with the model's Tab. 3b switches (`OneGAN.check_inference_betas`);
 `seed` int64, [] = encoder means instead of samples (reconstruction) or seed (0, 0) (generation), or 2
@@ -64,8 +63,9 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
+from onegan_tf import cli
+from onegan_tf.checkpoint import CheckpointMismatchError, load_run
 from onegan_tf.config import ConfigError, ModelConfig
-from onegan_tf.flags import parse_private
 from onegan_tf.model import BETA_NAMES, OneGAN, inference_beta_values, sample_eps, sample_z
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -86,7 +86,7 @@ class ExportError(RuntimeError):
 
 def center_square_resize(image, size: int):
     """uint8 [H, W, 3] -> float32 [size, size, 3] in [-1, 1]: the central square, resized bilinearly with
-    antialiasing and rounded to 8-bit values (as `onegan_tf.tasks.prepare_image` prepares image files).
+    antialiasing and rounded to 8-bit values (as `onegan_tf.data.images.prepare_image` prepares image files).
 
     Images already `size` x `size` pass through unresampled, so a PNG of a model-sized image is exact.
     """
@@ -163,7 +163,8 @@ def _optional(value, size: int, name: str, meaning: str):
 
 
 def inference_controls(betas, seed, batch, cfg: ModelConfig):
-    """The `betas` and `seed` inputs -> (betas dict, eps dict) for `OneGAN.reconstruct`; [] = SPEC §4 defaults."""
+    """The `betas` and `seed` inputs -> (betas dict, eps dict) for `OneGAN.reconstruct`; [] = the defaults of
+    docs/design.md §4."""
     given, values = _optional(betas, 4, "betas", "beta1..beta4, each in [0, 1]")
     in_range = tf.debugging.assert_less_equal(tf.reduce_max(tf.abs(values - 0.5)), 0.5,
                                               message="input `betas`: each beta must be in [0, 1]")
@@ -316,7 +317,7 @@ def _png(size: int, value: int = 128) -> bytes:
     return tf.io.encode_png(image).numpy()
 
 
-def example_inputs(signature: str, cfg: ModelConfig, batch: int = 1) -> dict:
+def signature_inputs(signature: str, cfg: ModelConfig, batch: int = 1) -> dict:
     """A small valid input of `signature` (numpy arrays by input name): the warmup requests and the tests."""
     rng = np.random.default_rng(0)
     image = rng.uniform(-1, 1, (batch, cfg.image_size, cfg.image_size, 3)).astype(np.float32)
@@ -344,7 +345,7 @@ def write_warmup(saved_model_dir: str, model_name: str, cfg: ModelConfig) -> str
         for signature in SIGNATURES:
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
-            for key, value in example_inputs(signature, cfg).items():
+            for key, value in signature_inputs(signature, cfg).items():
                 request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
@@ -356,16 +357,13 @@ def write_warmup(saved_model_dir: str, model_name: str, cfg: ModelConfig) -> str
 
 def open_run(run_dir: str):
     """`onegan_tf.checkpoint.load_run` of `run_dir`'s newest checkpoint, its errors as ExportError."""
-    from onegan_tf.checkpoint import CheckpointMismatchError
-    from onegan_tf.checkpoint import load_run as load_checkpoint
-
     try:
-        return load_checkpoint(run_dir)
+        return load_run(run_dir)
     except (FileNotFoundError, CheckpointMismatchError, ConfigError) as e:
         raise ExportError(f"--run_dir={run_dir!r}: {e}") from None
 
 
-def load_run(run_dir: str) -> tuple[OneGAN, int]:
+def load_model(run_dir: str) -> tuple[OneGAN, int]:
     """The OneGAN of `run_dir`'s newest checkpoint and that checkpoint's step (`onegan_tf.checkpoint`)."""
     run = open_run(run_dir)
     return run.model, run.step
@@ -469,7 +467,7 @@ def signature_table(saved_model_dir: str) -> str:
 # ---------------------------------------------------------------------------------------- command line
 
 
-def _define_flags(fv: flags.FlagValues) -> None:
+def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_string("run_dir", None, "Run directory written by python -m onegan_tf.train (config.json, ckpt/).",
                         flag_values=fv)
     flags.DEFINE_string("export_dir", None, "Base folder of the SavedModel: writes "
@@ -485,7 +483,7 @@ def _define_flags(fv: flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    fv = parse_private(argv, _define_flags, required=("run_dir", ("export_dir", "keras_dir")),
+    fv = cli.parse(argv, define_flags, required=("run_dir", ("export_dir", "keras_dir")),
                        usage="python -m onegan_tf.export --run_dir=RUN (--export_dir=DIR [--model_name=onegan] "
                        "[--version=N] | --keras_dir=DIR)")
     if fv is None:

@@ -15,10 +15,10 @@ Every grid is rows x H + (rows - 1) x PAD pixels high and cols x W + (cols - 1) 
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from PIL import Image
+
+from onegan_tf.files import atomic_write
 
 PAD = 2
 PAD_VALUE = 255
@@ -115,9 +115,5 @@ def removal_figure(images, mask, background, gt_mask=None) -> np.ndarray:
 
 
 def save_png(path: str, image: np.ndarray) -> str:
-    """Write a uint8 image atomically (a temporary file renamed over the target)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    Image.fromarray(image).save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    """Write a uint8 image atomically (`files.atomic_write`)."""
+    return atomic_write(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))

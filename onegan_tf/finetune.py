@@ -10,7 +10,7 @@ E_c (supplementary Tab. 5) learns, without labels, the child (fine) class of an 
 
 `--data` is a folder `<root>/<class_name>/*.png|jpg` (classes are the sub-folders, sorted by name) or
 `synthetic` (`onegan_tf.data.synthetic`, labelled by child class). Images are centre-cropped to a square and
-resized to E_c's input size, as every user image is (`onegan_tf.data.labeled`, `tasks.prepare_image`).
+resized to E_c's input size, as every user image is (`onegan_tf.data.labeled`, `data.images.prepare_image`).
 `--shots_per_class=K` keeps K seeded training images per class (0 = all); the images left over (up to
 `--val_per_class` per class) measure validation accuracy.
 
@@ -25,17 +25,16 @@ import os
 import sys
 from typing import Sequence
 
+import keras
 import numpy as np
 from absl import flags
 
+from onegan_tf import cli
 from onegan_tf.data import labeled
-from onegan_tf.flags import parse_private
 
 
-def build_classifier(encoder, num_classes: int, freeze_backbone: bool = False, dropout: float = 0.2):
+def build_encoder_classifier(encoder, num_classes: int, freeze_backbone: bool = False, dropout: float = 0.2):
     """[B, S, S, 3] in [-1, 1] -> E_c -> h_c -> softmax over `num_classes` (layer "predictions")."""
-    import keras
-
     encoder.trainable = not freeze_backbone
     # The heads on h_c (class logits, mu_c, sigma_c) are not on the classifier's path: nothing to train there.
     for head in (encoder.logits, encoder.mu, encoder.sigma):
@@ -71,9 +70,6 @@ def finetune(encoder_path: str, data: str, out: str, epochs: int = 10, shots_per
              synthetic_parents: int = 4, synthetic_children_per_parent: int = 3, synthetic_resolution: int = 64,
              verbose: int = 2):
     """Fine-tune E_c (from a `.keras` file) with a classification head on `data`; save to `out`. Returns History."""
-    import keras
-
-    import onegan_tf.networks  # noqa: F401 - registers E_c's classes for load_model's safe mode
 
     if not out.endswith(".keras"):
         raise ValueError(f"--out={out!r}: the classifier is saved in Keras' format; give a path ending in .keras")
@@ -93,7 +89,7 @@ def finetune(encoder_path: str, data: str, out: str, epochs: int = 10, shots_per
     def dataset(idx, training):
         return labeled.dataset(images, labels, idx, batch_size, seed, training)
 
-    model = build_classifier(encoder, len(classes), freeze_backbone, dropout)
+    model = build_encoder_classifier(encoder, len(classes), freeze_backbone, dropout)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     # shuffle=False: the tf.data pipeline shuffles itself.
@@ -108,7 +104,7 @@ def finetune(encoder_path: str, data: str, out: str, epochs: int = 10, shots_per
     return history
 
 
-def _define_flags(fv: flags.FlagValues) -> None:
+def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_string("encoder", None, "E_c.keras written by python -m onegan_tf.export --keras_dir.", flag_values=fv)
     flags.DEFINE_string("data", None, "Image folder <root>/<class_name>/*.png|jpg, or 'synthetic'.", flag_values=fv)
     flags.DEFINE_string("out", None, "Where to save the classifier (.keras).", flag_values=fv)
@@ -132,7 +128,7 @@ def _define_flags(fv: flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    fv = parse_private(argv, _define_flags, required=("encoder", "data", "out"),
+    fv = cli.parse(argv, define_flags, required=("encoder", "data", "out"),
                        usage="python -m onegan_tf.finetune --encoder=DIR/E_c.keras --data=<folder|synthetic> "
                        "--out=clf.keras [--shots_per_class=K] [--freeze_backbone] [...]")
     if fv is None:

@@ -1,7 +1,6 @@
 """Model FLOPs of OneGAN's networks and of one training step of each phase, from the layer shapes.
 
 Forward FLOPs of a network are the sum over its Conv2D and Dense layers (a multiply-add counts 2):
-
     Conv2D: 2 * k_h * k_w * c_in * c_out * H_out * W_out per sample        Dense: 2 * in * out per sample
 
 read from each built layer's recorded input shape (Keras keeps it in `_build_shapes_dict`; every layer of
@@ -12,9 +11,8 @@ element or parameter, where a convolution costs 2 * k * k * c_in per output elem
 checks the count against TF's profiler, which counts Conv2D and MatMul ops the same way.
 
 A training step (`step_flops`) is the list of network calls the trainer makes in that phase
-(`phase_passes`, read from `OneGANTrainer._replica_fn` and SPEC §5), each with the number of samples it
-sees and how gradients flow through it. The convention:
-
+(`trainer.step_calls`, declared beside the step itself), each with the number of samples it sees and how
+gradients flow through it. The convention:
     training FLOPs = sum over calls of forward FLOPs * (1 + [gradient w.r.t. its inputs flows] +
                                                          [its weights are trained by this call])
 
@@ -28,11 +26,11 @@ upper bound of this count.
 from __future__ import annotations
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 from onegan_tf.config import TrainConfig
-
-# Phase index -> reconstruction paths it runs (SPEC §5; trainer.PHASE_PATHS without "gen").
-_REC_PATHS = {0: (), 1: ("rec_fake",), 2: ("rec_fake", "rec_real")}
+from onegan_tf.trainer import step_calls
 
 
 def layer_flops(layer) -> int:
@@ -55,7 +53,7 @@ def _input_shape(layer):
     shape = tuple(next(iter(shapes.values())))
     if any(d is None for d in shape[1:3]):
         raise ValueError(f"layer {layer.name} was built with unknown spatial size {shape}; build the network "
-                         "on a concrete example input (networks.example_inputs)")
+                         "on a concrete example input (networks.network_inputs)")
     return shape
 
 
@@ -69,48 +67,8 @@ def network_table(model) -> dict[str, int]:
     return {name: network_flops(net) for name, net in model.networks.items()}
 
 
-def phase_passes(phase: int, tc: TrainConfig, bypass: bool = True) -> list[tuple[str, str, int, int, int]]:
-    """The network calls of one training step of `phase`: (what, network, samples per batch sample,
-    input_grad, weight_grad). Mirrors OneGANTrainer._replica_fn; loss terms of weight 0 are not computed."""
-    calls = []
-
-    def add(what, nets, n, input_grad, weight_grad):
-        calls.extend((what, net, n, input_grad, weight_grad) for net in nets)
-
-    # Generation path (Eq. 1-5): every generator, trained by L_GEN.
-    add("generate", ("V_bg", "V_p", "V_c", "G_bg0", "G_fg0", "G_bg1", "G_fg1", "G_fg2"), 1, 1, 1)
-    rec = _REC_PATHS[phase]
-    # Discriminator updates (Eq. 10), one pair per path, on stopped fakes: D_bg on [X_bg, fake_bg, X_c],
-    # D_c on [X_c, fake].
-    for path in ("gen",) + rec:
-        add(f"D update {path}", ("D_bg",), 3, 1, 1)
-        add(f"D update {path}", ("D_c",), 2, 1, 1)
-    # Generation losses (Eq. 11-14): D_c's head B is trained by L_E (its trunk is not; counted as not).
-    if tc.weight_G or tc.weight_E:
-        add("L_G/L_E", ("D_c",), 1, 1, 0)
-    if tc.weight_G:
-        add("L_G", ("D_bg",), 1, 1, 0)
-    if tc.weight_E:
-        add("L_E", ("E_p", "E_c"), 1, 1, 1)
-    # L_MSE encodes the stopped fake: the fake reconstruction path's encoding when that path runs.
-    if tc.weight_MSE and "rec_fake" not in rec:
-        add("L_MSE", ("E_p", "E_c"), 1, 0, 1)
-    if tc.weight_MSE and bypass:
-        add("L_MSE", ("E_bg",), 1, 0, 1)
-    # Reconstruction paths (Eq. 15-18).
-    for path in rec:
-        nets = ("E_p", "E_c", "V_bg", "V_p", "V_c", "G_fg0", "G_fg1", "G_fg2", "G_bg0", "G_bg1")
-        add(f"reconstruct {path}", nets + (("E_bg",) if bypass else ()), 1, 1, 1)
-        if tc.weight_PER or tc.weight_adv_rec:
-            add(f"L_PER/L_G {path}", ("D_c",), 2 if tc.weight_PER else 1, 1, 0)
-        per_bg = tc.weight_PER and path == "rec_fake"
-        if per_bg or tc.weight_adv_rec:
-            add(f"L_PER/L_G {path}", ("D_bg",), 2 if per_bg else 1, 1, 0)
-    return calls
-
-
-def step_flops(model, tc: TrainConfig, phase: int, batch: int) -> dict:
-    """FLOPs of one training step of `phase` at global batch `batch`.
+def step_flops(model, tc: TrainConfig, phase: str, batch: int) -> dict:
+    """FLOPs of one training step of `phase` (a name of `trainer.PHASES`) at global batch `batch`.
 
     Returns {"forward": forward FLOPs of every call, "training": the count of the module docstring,
     "by_network": training FLOPs per network, "by_call": training FLOPs per part of the step}.
@@ -119,9 +77,9 @@ def step_flops(model, tc: TrainConfig, phase: int, batch: int) -> dict:
     forward = training = 0
     by_network: dict[str, int] = {}
     by_call: dict[str, int] = {}
-    for what, net, n, input_grad, weight_grad in phase_passes(phase, tc, model.cfg.bypass):
+    for what, net, n, input_grad, weight_grad in step_calls(phase, tc, model.cfg.bypass):
         f = table[net] * n * batch
-        t = f * (1 + input_grad + weight_grad)
+        t = f * (1 + int(input_grad) + int(weight_grad))
         forward += f
         training += t
         by_network[net] = by_network.get(net, 0) + t
@@ -139,9 +97,6 @@ def profiler_flops(net: keras.Model, inputs) -> int:
     shapes, independently of `network_flops`: Conv2D ops by TF's profiler (its registered statistic,
     2 * output elements * k_h * k_w * c_in), MatMul ops by the same formula from the graph's op shapes
     (the profiler reports no statistic for a function graph's MatMul in TF 2.21)."""
-    import numpy as np
-    import tensorflow as tf
-
     specs = tf.nest.map_structure(lambda x: tf.TensorSpec(x.shape, x.dtype), inputs)
     graph = tf.function(lambda x: net(x, training=False)).get_concrete_function(specs).graph
     opts = tf.compat.v1.profiler.ProfileOptionBuilder(

@@ -1,24 +1,23 @@
 """The general modules of OneGAN (supplementary Tab. 2), as serializable Keras layers.
 
 - `Normalize`   LayerNorm (per sample over H, W, C) or InstanceNorm (per sample and channel over H, W), with a
-                per-channel affine (SPEC §2). On a vector, LayerNorm is over the features.
+                per-channel affine (docs/design.md §2). On a vector, LayerNorm is over the features.
 - `GLUNorm`     GLU-LNorm (paper Sec. 3): `LN(x_L) * sigmoid(x_R)`; `x_R` is never normalised. The paper's
                 Tab. 3a variants (GLU-INorm, LNorm, INorm) are the `norm` argument.
 - `UpBlock`     UPBlk: nearest x2 upsample -> Conv3x3 (ci -> 2co) -> GLU-LNorm.
-- `SameBlock`   SAMEBlk: UPBlk without the upsample (SPEC §2 reading of Tab. 6-7).
+- `SameBlock`   SAMEBlk: UPBlk without the upsample (docs/design.md §2 reading of Tab. 6-7).
 - `DownBlock`   DOWNBlk: Conv4x4 stride 2 pad 1 -> LayerNorm -> LeakyReLU(0.2).
 - `ResBlock0`   RESBlk0: x + [Conv3x3, GLU-LNorm, Conv3x3, GLU-LNorm](x).
 - `ResBlock`    RESBlk: concat(x, code broadcast) -> Conv3x3 -> GLU-LNorm -> RESBlk0 x2 -> Conv3x3 -> GLU-LNorm.
 
-Bias rule (SPEC §2): a conv or Linear directly followed by a normalisation has no bias.
+Bias rule (docs/design.md §2): a conv or Linear directly followed by a normalisation has no bias.
 Statistics are computed in float32 even under mixed precision; the normalised tensor is cast back once.
 
 The normalisations run as one fused function with a hand-written gradient (`normalize`, `gated_normalize`):
 the affine is folded into one per-sample scale and offset, and the backward pass is two reductions and a
-few elementwise ops instead of the ~20 that autodiff makes of moments -> normalise -> affine -> gate
-(issue 7: these were ~20 % of a training step's op time on CPU). That fused function is TensorFlow's; under
-another Keras 3 backend (JAX, PyTorch) the same arithmetic runs as plain `keras.ops` and that backend's
-autodiff, so the `.keras` files load and run wherever Keras 3 does.
+few elementwise ops instead of the ~20 that autodiff makes of moments -> normalise -> affine -> gate.
+That fused function is TensorFlow's; under another Keras 3 backend (JAX, PyTorch) the same arithmetic runs
+as plain `keras.ops` and that backend's autodiff, so the `.keras` files load and run wherever Keras 3 does.
 """
 
 from __future__ import annotations
@@ -50,7 +49,7 @@ def conv(filters: int, kernel: int, stride: int = 1, *, bias: bool, padding: str
 
 @register
 class Normalize(keras.layers.Layer):
-    """LayerNorm or InstanceNorm with a per-channel affine (SPEC §2).
+    """LayerNorm or InstanceNorm with a per-channel affine (docs/design.md §2).
 
     mode="layer": per sample over every axis but the batch (H, W, C on images, features on vectors) —
     GroupNorm with one group. mode="instance": per sample and channel over H, W — GroupNorm with one group
@@ -302,7 +301,7 @@ def _fused() -> bool:
 
 
 def normalize(x, gamma, beta, axes, epsilon):
-    """(x - mean) / sqrt(var + epsilon) * gamma + beta over `axes`, in x's dtype (SPEC §2)."""
+    """(x - mean) / sqrt(var + epsilon) * gamma + beta over `axes`, in x's dtype (docs/design.md §2)."""
     if not _fused():
         return ops.cast(_forward_ops(x, gamma, beta, axes, epsilon), x.dtype)
 

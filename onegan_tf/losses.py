@@ -2,7 +2,7 @@
 
 Each returns a scalar: the mean over the batch it is given of a per-sample quantity, so the trainer turns a
 replica's value into its share of the global-batch mean by dividing by the number of replicas. Adversarial
-terms are non-saturating BCE-with-logits (SPEC §5); a patch discriminator's logits are averaged over patches.
+terms are non-saturating BCE-with-logits (docs/design.md §5); a patch discriminator's logits are averaged over patches.
 Weights inside an equation (the 10 of Eq. 10-11, the 0.1 of Sec. B) are the paper's and live here; the
 weights between equations (Eq. 14, 18) are configurable and applied by the trainer.
 """
@@ -58,7 +58,7 @@ def mse(target, prediction):
 def code_distance_loss(v_c, mu_c, v_p, mu_p, A_fg, B_fg, A_bg=None, B_bg=None):
     """Eq. 13: L_MSE = MSE(v_c, mu_c) + MSE(v_p, mu_p) + MSE(A_fg, B_fg) + MSE(A_bg, B_bg).
 
-    The generation-side tensors (v, A) are targets (stop-gradient): this loss trains the encoders (SPEC §5).
+    The generation-side tensors (v, A) are targets (stop-gradient): this loss trains the encoders (docs/design.md §5).
     Without the bypass (Tab. 3b) there is no B_* to match and the pre-image terms are left out.
     """
     sg = tf.stop_gradient
@@ -98,7 +98,8 @@ def mask_decisiveness(I_m, target: float = 0.5):
 def mask_regularization(I_m, target: float = 0.5):
     """Supplementary Sec. B: L_RM = L_MB + 0.1 * L_MD, computed per mask then averaged over the batch.
 
-    SPEC §5: a batch-level mean lets some classes collapse to all-0 or all-1 masks; the per-image form does not.
+    docs/design.md §5: a batch-level mean lets some classes collapse to all-0 or all-1 masks; the per-image form
+    does not.
     """
     return tf.reduce_mean(mask_balance(I_m, target) + 0.1 * mask_decisiveness(I_m, target))
 
@@ -106,7 +107,7 @@ def mask_regularization(I_m, target: float = 0.5):
 def kl_to_unit_gaussian(mu, sigma, mean=None):
     """KL(N(mu, diag(exp(sigma))) || N(mean, I)), summed over dimensions, averaged over the batch.
 
-    sigma is a log-variance (SPEC §3): 0.5 * sum(exp(sigma) + (mu - mean)^2 - 1 - sigma).
+    sigma is a log-variance (docs/design.md §3): 0.5 * sum(exp(sigma) + (mu - mean)^2 - 1 - sigma).
     """
     mu, sigma = tf.cast(mu, tf.float32), tf.cast(sigma, tf.float32)
     diff = mu if mean is None else mu - tf.cast(mean, tf.float32)

@@ -1,4 +1,4 @@
-"""OneGAN: the networks, the hierarchy of codes and the two paths (paper Sec. 3-4, Eq. 1-9; SPEC §4-5).
+"""OneGAN: the networks, the hierarchy of codes and the two paths (paper Sec. 3-4, Eq. 1-9; docs/design.md §4-5).
 
 `OneGAN` owns the sub-networks of `networks.build_networks` and exposes
 - `generate(child, z)`: the generation path, Eq. 1-5 -> dict of named tensors;
@@ -16,17 +16,14 @@ from __future__ import annotations
 import tensorflow as tf
 from keras import ops
 
-from onegan_tf.config import ModelConfig
+from onegan_tf.config import ModelConfig, parent_of
 from onegan_tf.networks import NETWORK_NAMES, build_networks
 
 BETA_NAMES = ("beta1", "beta2", "beta3", "beta4")
+# The reparameterisation noise of the reconstruction path, by the code it samples: v^_p, v^_c, z^.
+EPS_NAMES = ("p", "c", "z")
 # Eq. 9: beta1, beta2 ~ U[0, 1]; beta3, beta4 ~ U[0.5, 1] (paper Sec. 3).
 BETA_RANGES = {"beta1": (0.0, 1.0), "beta2": (0.0, 1.0), "beta3": (0.5, 1.0), "beta4": (0.5, 1.0)}
-
-
-def parent_of(child, cfg: ModelConfig):
-    """The hierarchy of SPEC §1: child c belongs to parent c // (N_C // N_P)."""
-    return child // cfg.children_per_parent
 
 
 def compose(I_bg, I_fg, I_m):
@@ -41,7 +38,7 @@ def mix(a, b, beta):
 
 
 def reparameterize(mu, sigma, eps=None):
-    """A sample mu + exp(sigma / 2) * eps (sigma is a log-variance, SPEC §3); the mean when eps is None."""
+    """A sample mu + exp(sigma / 2) * eps (sigma is a log-variance, docs/design.md §3); the mean when eps is None."""
     return mu if eps is None else mu + ops.exp(0.5 * sigma) * eps
 
 
@@ -51,7 +48,7 @@ def sample_z(seed, batch: int, d_z: int):
 
 
 def sample_children(seed, batch: int, n_child: int):
-    """Child classes drawn uniformly (SPEC §5)."""
+    """Child classes drawn uniformly (docs/design.md §5)."""
     return tf.random.stateless_uniform((batch,), seed=seed, minval=0, maxval=n_child, dtype=tf.int32)
 
 
@@ -63,7 +60,7 @@ def sample_betas(seed, batch: int) -> dict:
 
 
 def inference_betas(batch: int) -> dict:
-    """SPEC §4's inference defaults: beta1 = beta2 = beta3 = beta4 = 1 (encoded codes and bypasses)."""
+    """docs/design.md §4's inference defaults: beta1 = beta2 = beta3 = beta4 = 1 (encoded codes and bypasses)."""
     return {name: tf.ones((batch,)) for name in BETA_NAMES}
 
 
@@ -75,10 +72,9 @@ def inference_beta_values(cfg: ModelConfig) -> tuple:
 
 def sample_eps(seed, batch: int, cfg: ModelConfig) -> dict:
     """Standard-normal noise for the reparameterised samples v^_p, v^_c, z^ of the reconstruction path."""
-    s = tf.random.experimental.stateless_split(seed, 3)
-    return {"p": tf.random.stateless_normal((batch, cfg.d_p), seed=s[0]),
-            "c": tf.random.stateless_normal((batch, cfg.d_c), seed=s[1]),
-            "z": tf.random.stateless_normal((batch, cfg.d_z), seed=s[2])}
+    s = tf.random.experimental.stateless_split(seed, len(EPS_NAMES))
+    dims = {"p": cfg.d_p, "c": cfg.d_c, "z": cfg.d_z}
+    return {k: tf.random.stateless_normal((batch, dims[k]), seed=s[i]) for i, k in enumerate(EPS_NAMES)}
 
 
 class OneGAN(tf.Module):
@@ -110,7 +106,7 @@ class OneGAN(tf.Module):
     def embed(self, child, parent=None) -> dict:
         """Eq. 1-2: one-hot codes and their embeddings; the parent follows the hierarchy unless given."""
         child = _check_labels(child, self.cfg.n_child, "child")
-        parent = (parent_of(child, self.cfg) if parent is None
+        parent = (parent_of(child, self.cfg.children_per_parent) if parent is None
                   else _check_labels(parent, self.cfg.n_parent, "parent"))
         e_c = tf.one_hot(child, self.cfg.n_child)
         e_p = tf.one_hot(parent, self.cfg.n_parent)
@@ -132,18 +128,19 @@ class OneGAN(tf.Module):
 
     # -- encoders (Eq. 6-8) ------------------------------------------------------------------------------
     def encode(self, I, training: bool = False) -> dict:
-        """Eq. 7-8: E_p(I) and E_c(I) merged into one dict (e_p_hat, mu_p, sigma_p, B_fg, mu_z, sigma_z, e_c_hat, ...)."""
+        """Eq. 7-8: E_p(I) and E_c(I) merged into one dict (e_p_hat, mu_p, sigma_p, B_fg, mu_z, sigma_z, e_c_hat,
+        ...)."""
         I = _check_images(I, self.cfg.image_size)
         return {**self.E_p(I, training=training), **self.E_c(I, training=training)}
 
     # -- reconstruction path (Sec. 4.2, Eq. 6-9) ------------------------------------------------------------
     def reconstruct(self, I, betas: dict | None = None, eps: dict | None = None, target_child=None,
                     training: bool = False, encoded: dict | None = None) -> dict:
-        """Reconstruct image I through encoders and generators (SPEC §5 steps 1-4).
+        """Reconstruct image I through encoders and generators (docs/design.md §5 steps 1-4).
 
         betas: per-sample mixup weights {beta1..beta4: (B,)}; None = inference defaults (all 1).
         eps:   reparameterisation noise {"p", "c", "z"}; None = encoder means (inference).
-        target_child: (B,) classes whose V_c code replaces v_cmix — image-to-image translation (SPEC §4).
+        target_child: (B,) classes whose V_c code replaces v_cmix — image-to-image translation (docs/design.md §4).
         encoded: `encode(I)` if already computed this step (the generation path's losses need it too).
         Returns every intermediate by its paper name; reconstructed tensors carry a `_hat` suffix.
         """

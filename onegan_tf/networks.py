@@ -1,8 +1,8 @@
-"""The sub-networks of OneGAN (supplementary Tab. 3-9, as read by SPEC §3).
+"""The sub-networks of OneGAN (supplementary Tab. 3-9, as read by docs/design.md §3).
 
 Every network is a serializable `keras.Model` whose constructor takes plain sizes, so each one saves to and
 loads from a `.keras` file on its own. `build_networks(ModelConfig)` derives those sizes from the config:
-at image size 128 and channel multiplier 1.0 the parameter counts are exactly the paper's (SPEC §3).
+at image size 128 and channel multiplier 1.0 the parameter counts are exactly the paper's (docs/design.md §3).
 
 Scaled configurations keep the paper's structure: pre-images and bypasses at 1/8 of the image size, the
 generator stems start at 1/32 (1x1 for 32x32 images), every width is multiplied by `channel_mult`.
@@ -10,7 +10,7 @@ The patch discriminator D_bg changes its resize target and strides with the size
 of at least 2x2 (`D_BG_GEOMETRY`).
 
 Outputs are dicts keyed by the paper's names (`A_bg`, `B_fg`, `I_m`, `mu_c`, `sigma_c`, `D_cC`, ...);
-`sigma_*` are log-variances (SPEC §3) and `*_hat` are class logits.
+`sigma_*` are log-variances (docs/design.md §3) and `*_hat` are class logits.
 """
 
 from __future__ import annotations
@@ -19,15 +19,14 @@ import keras
 from keras import ops
 
 from onegan_tf.config import ModelConfig
-from onegan_tf.layers import (DownBlock, Normalize, ResBlock, SameBlock, UpBlock, broadcast_code, conv,
-                              register, GLUNorm)
+from onegan_tf.layers import DownBlock, GLUNorm, Normalize, ResBlock, SameBlock, UpBlock, broadcast_code, conv, register
 
 # image size -> (resize target, strides of the three convs); Tab. 8 is the 128 row. Patch grids: 4x4, 3x3, 5x5.
 D_BG_GEOMETRY = {128: (126, (2, 2, 4)), 64: (62, (2, 2, 2)), 32: (30, (2, 1, 1))}
 
 # Full-size widths (Tab. 3-9), before `channel_mult`.
 GEN_WIDTHS = (1024, 512, 256, 128, 64, 32)   # after GLU: stem, UPBlk x2 (A), G_bg1 UPBlk x3
-FG1_WIDTHS = (128, 64, 64)                    # G_fg1 (SPEC: last UPBlk is (64, 64))
+FG1_WIDTHS = (128, 64, 64)                    # G_fg1 (docs/design.md §3: last UPBlk is (64, 64))
 FG2_WIDTHS = (32, 16)                         # G_fg2 RESBlks
 ENC_WIDTHS = (64, 128, 256, 512, 1024)        # stem conv, DOWNBlk x2 (H), trunk DOWNBlk x2
 HIDDEN = 512                                  # Linear(16384, 512) of the encoders and D_c
@@ -101,7 +100,7 @@ class PreImageGenerator(keras.Model):
 
 @register
 class ForegroundUpsampler(keras.Model):
-    """G_fg1 (Tab. 4): UPBlk(256,128) -> UPBlk(128,64) -> UPBlk(64,64) = C_fg0 (SPEC §3 reading)."""
+    """G_fg1 (Tab. 4): UPBlk(256,128) -> UPBlk(128,64) -> UPBlk(64,64) = C_fg0 (docs/design.md §3 reading)."""
 
     def __init__(self, widths: tuple, norm: str = "glu_lnorm", **kwargs):
         super().__init__(**kwargs)
@@ -240,7 +239,8 @@ class StyleEncoder(_EncoderBase):
 
 @register
 class ShapeEncoder(_EncoderBase):
-    """E_p (Tab. 6, SPEC §3): I -> {e_p_hat (N_P), mu_p, sigma_p (d_p), mu_z, sigma_z (d_z), B_fg, H_p, h_p, h_z}."""
+    """E_p (Tab. 6, docs/design.md §3): I -> {e_p_hat (N_P), mu_p, sigma_p (d_p), mu_z, sigma_z (d_z), B_fg, H_p,
+    h_p, h_z}."""
 
     def __init__(self, image_size, widths, hidden, n_parent: int, d_p: int, d_z: int, bypass_width: int,
                  norm: str = "glu_lnorm", **kwargs):
@@ -274,7 +274,7 @@ class ShapeEncoder(_EncoderBase):
 
 @register
 class BackgroundEncoder(keras.Model):
-    """E_bg (Tab. 7, SPEC §3): concat(I, I_m) -> stem (4 channels) -> SAMEBlk x2 = B_bg."""
+    """E_bg (Tab. 7, docs/design.md §3): concat(I, I_m) -> stem (4 channels) -> SAMEBlk x2 = B_bg."""
 
     def __init__(self, image_size: int, widths: tuple, bypass_width: int, norm: str = "glu_lnorm", **kwargs):
         super().__init__(**kwargs)
@@ -324,7 +324,7 @@ class BackgroundDiscriminator(keras.Model):
 class ObjectDiscriminator(keras.Model):
     """D_c (Tab. 9): I -> {D_cA (real/fake logit), D_cB (N_C logits), D_cC (perceptual features, 1/16 size)}.
 
-    Head B (`head_b_*` layers) is trained by the classification loss L_E alone (SPEC §5); its variables are
+    Head B (`head_b_*` layers) is trained by the classification loss L_E alone (docs/design.md §5); its variables are
     listed by `head_b_variables` so the trainer keeps them out of the discriminator's own update.
     """
 
@@ -358,7 +358,7 @@ class ObjectDiscriminator(keras.Model):
                 "hidden": self.hidden, "n_child": self.n_child}
 
 
-# The networks of one OneGAN, in the order of SPEC §3, by their paper names.
+# The networks of one OneGAN, in the order of docs/design.md §3, by their paper names.
 NETWORK_NAMES = ("V_bg", "V_p", "V_c", "G_bg0", "G_bg1", "G_fg0", "G_fg1", "G_fg2",
                  "E_c", "E_p", "E_bg", "D_bg", "D_c")
 
@@ -394,7 +394,7 @@ def build_networks(cfg: ModelConfig, names: tuple[str, ...] = NETWORK_NAMES) -> 
     return nets
 
 
-def example_inputs(name: str, cfg: ModelConfig, batch: int = 1):
+def network_inputs(name: str, cfg: ModelConfig, batch: int = 1):
     """Zero inputs of the right shapes for network `name` (used to build it and in tests)."""
     S, a = cfg.image_size, cfg.image_size // 8
     A = ops.zeros((batch, a, a, cfg.width(GEN_WIDTHS[2])))
@@ -413,4 +413,4 @@ def example_inputs(name: str, cfg: ModelConfig, batch: int = 1):
 
 def _build(nets, cfg):
     for name, net in nets.items():
-        net(example_inputs(name, cfg))
+        net(network_inputs(name, cfg))

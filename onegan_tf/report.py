@@ -1,4 +1,4 @@
-"""The end of a run: evaluation, honest baselines, figure grids, SavedModel export and `report.md` (issue 9).
+"""The end of a run: evaluation, honest baselines, figure grids, SavedModel export and `report.md`.
 
 `finalize_run(cfg)` is what `python -m onegan_tf.train` does after the last step when `--final_eval` names
 metrics (the demo flagfile does):
@@ -6,7 +6,7 @@ metrics (the demo flagfile does):
    training (object) split — the paper used an InceptionV3 fine-tuned per dataset; `--final_feature_net`
    gives another;
 2. `evaluate.evaluate` on `--final_split` (the synthetic set's held-out `test` split by default);
-3. `baselines.all_baselines` on the very same images (the ellipse's area from the training split);
+3. `baselines.all_baselines` on the very same images (the centred disc's area from the training split);
 4. the SavedModel export under run_dir/export (`export.export_saved_model`);
 5. run_dir/report.md: a metrics table beside the baselines, the figure grids, and where everything is.
 
@@ -18,12 +18,21 @@ beside the encoder masks, with both routes' speed in images/s.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
 import time
+from typing import Sequence
 
+import keras
 import numpy as np
+from absl import flags
 
+from onegan_tf import baselines, cli, data, evaluate, export
+from onegan_tf.checkpoint import load_config, load_run
+from onegan_tf.classifier import build_classifier
 from onegan_tf.config import Config
+from onegan_tf.files import write_json, write_text
 
 CLASSIFIER_EPOCHS = 8
 
@@ -32,8 +41,6 @@ def collect(data_cfg, image_size: int, split: str, batch_size: int = 100,
             classes: tuple[int, int] | None = None) -> dict:
     """A whole (small) evaluation split as numpy arrays: image, mask (bool, H x W), child, parent
     (`classes` as in `data.eval_dataset`)."""
-    from onegan_tf import data
-
     parts = {"image": [], "mask": [], "child": [], "parent": []}
     for batch in data.eval_dataset(data_cfg, image_size, batch_size, split, classes):
         for k in parts:
@@ -51,9 +58,6 @@ def train_feature_classifier(cfg: Config, out_path: str, epochs: int = CLASSIFIE
 
     train: `collect(cfg.data, image_size, "object")` when the caller already has it.
     """
-    import keras
-
-    from onegan_tf.classifier import build_classifier
 
     train = collect(cfg.data, cfg.model.image_size, "object") if train is None else train
     if np.any(train["child"] < 0):
@@ -80,15 +84,10 @@ def finalize_run(cfg: Config, model=None, step: int | None = None, raw_model=Non
     model: the run's model with its --generator_weights (loaded from the checkpoint when None); raw_model:
     the same with the raw V_*, G_* when model holds the EMA's; segmenter: the distilled segmenter, if any.
     """
-    from onegan_tf import baselines, evaluate, export
-    from onegan_tf.files import write_json
-
     tc, mc = cfg.train, cfg.model
     run_dir = tc.run_dir
     out_dir = os.path.join(run_dir, "eval")
     if model is None:
-        from onegan_tf.checkpoint import load_run
-
         run = load_run(run_dir)
         model, step, segmenter = run.model, run.step, run.segmenter
         if run.weights == "ema":
@@ -99,7 +98,7 @@ def finalize_run(cfg: Config, model=None, step: int | None = None, raw_model=Non
         metrics.append("segmentation_distilled")
     classifier = None
     feature_net = tc.final_feature_net
-    # The training split is read once: it trains the feature network and gives the ellipse baseline its area.
+    # The training split is read once: it trains the feature network and gives the centred-disc baseline its area.
     train_split = collect(cfg.data, mc.image_size, "object")
     if feature_net == "finetuned" and any(m in metrics for m in ("fid", "is", "cfid", "cis")):
         classifier = train_feature_classifier(cfg, os.path.join(out_dir, "feature_classifier.keras"),
@@ -126,8 +125,7 @@ def finalize_run(cfg: Config, model=None, step: int | None = None, raw_model=Non
     summary = {"report": report, "raw_generation": raw_report and raw_report["metrics"], "baselines": base,
                "classifier": classifier, "export": export_path, "wall_s": round(time.time() - t0, 1)}
     write_json(os.path.join(out_dir, "final.json"), summary)
-    with open(os.path.join(run_dir, "report.md"), "w") as f:
-        f.write(markdown(cfg, summary))
+    write_text(os.path.join(run_dir, "report.md"), markdown(cfg, summary))
     return summary
 
 
@@ -144,7 +142,7 @@ def metric_rows(report: dict, base: dict, raw_generation: dict | None = None) ->
     for key in ("iou", "dice"):
         for metric, label in routes:
             b = ", ".join(f"{name.replace('_', ' ')} {_fmt(base[name][key])}" for name in
-                          ("all_foreground", "centred_ellipse", "border_colour") if name in base)
+                          ("all_foreground", "centred_disc", "border_colour") if name in base)
             which = f", {label}" if len(routes) > 1 else ""
             rows.append(("segmentation", f"mask {key.upper()} (per image{which})", _fmt(m[metric][key]), b))
     if len(routes) > 1:
@@ -185,8 +183,8 @@ def markdown(cfg: Config, summary: dict) -> str:
     lines.append("")
     if "border_colour" in base:
         lines.append(f"The border-colour baseline uses the best threshold on these very images "
-                     f"({base['border_colour']['threshold']:.2f}): an optimistic bound. The ellipse is a centred disc "
-                     f"with the training split's mean object area ({base['centred_ellipse']['area_fraction']:.3f}).")
+                     f"({base['border_colour']['threshold']:.2f}): an optimistic bound. The centred disc has "
+                     f"the training split's mean object area ({base['centred_disc']['area_fraction']:.3f}).")
     if summary.get("classifier"):
         c = summary["classifier"]
         lines.append(f"Generation metrics use a small CNN fine-tuned on the training split's child labels "
@@ -202,7 +200,7 @@ def markdown(cfg: Config, summary: dict) -> str:
     for name, path in report.get("figures", {}).items():
         rel = os.path.relpath(path, cfg.train.run_dir)
         lines += [f"**{captions.get(name, name)}**", "", f"![{name}]({rel})", ""]
-    lines += ["## Files", "", f"- metrics: `eval/report.json`, with baselines: `eval/final.json`",
+    lines += ["## Files", "", "- metrics: `eval/report.json`, with baselines: `eval/final.json`",
               f"- checkpoint: `{report.get('checkpoint')}`"]
     if summary.get("export"):
         lines.append(f"- SavedModel for TF Serving: `{os.path.relpath(summary['export'], cfg.train.run_dir)}`")
@@ -210,28 +208,20 @@ def markdown(cfg: Config, summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("run_dir", None, "Run directory written by `python -m onegan_tf.train`.", flag_values=fv)
+    flags.DEFINE_string("metrics", None, "Override the run's --final_eval (comma-separated metrics).",
+                        flag_values=fv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     """`python -m onegan_tf.report --run_dir=RUN`: (re)do the end of a finished run with its own settings."""
-    import sys
-
-    from onegan_tf.checkpoint import load_config
-    from onegan_tf.flags import parse_private
-
-    def define(fv):
-        from absl import flags
-
-        flags.DEFINE_string("run_dir", None, "Run directory written by `python -m onegan_tf.train`.", flag_values=fv)
-        flags.DEFINE_string("metrics", None, "Override the run's --final_eval (comma-separated metrics).",
-                            flag_values=fv)
-
-    fv = parse_private(sys.argv if argv is None else argv, define, ["run_dir"],
-                       "python -m onegan_tf.report --run_dir=RUN [--metrics=segmentation,clustering,...]")
+    fv = cli.parse(argv, define_flags, ["run_dir"],
+                   "python -m onegan_tf.report --run_dir=RUN [--metrics=segmentation,clustering,...]")
     if fv is None:
         return 2
     cfg = load_config(fv.run_dir)
     if fv.metrics is not None or cfg.train.run_dir != fv.run_dir:
-        import dataclasses
-
         train = dataclasses.replace(cfg.train, run_dir=fv.run_dir,
                                     final_eval=cfg.train.final_eval if fv.metrics is None else fv.metrics)
         cfg = dataclasses.replace(cfg, train=train)
@@ -241,4 +231,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -3,7 +3,7 @@
 Every task is one call of the model's two paths, never a copy of them:
 - `generate(model, child, z)`: conditional generation, Eq. 1-5 (parents follow the hierarchy);
   `generate_like(model, images)`: generation from the classes encoded from real images (suppl. Fig. 1).
-- `reconstruct(model, images)`: reconstruction and segmentation (Fig. 4), at the inference betas of SPEC §4.
+- `reconstruct(model, images)`: reconstruction and segmentation (Fig. 4), at the inference betas of docs/design.md §4.
 - `segment_distilled(segmenter, images)`: the mask from the segmenter distilled from the generator (not in
   the paper; `onegan_tf.distill`); `--task=segment` uses it when the run has one.
 - `cluster(model, images)`: child and parent cluster ids, argmax of ê_c and ê_p, with their probabilities.
@@ -11,9 +11,8 @@ Every task is one call of the model's two paths, never a copy of them:
 - `remove_object(model, images)`: the reconstructed background Î_bg, the object removed (suppl. D.4).
 
 Images are float [B, H, W, 3] in [-1, 1] at the model's size (numpy or tensors); results are dicts of
-tensors keyed by the paper's names. `load_images` prepares user files of any size and mode;
+tensors keyed by the paper's names. `data.images.load_images` prepares user files of any size and mode;
 `figure_grids` draws the paper's figures. The command line:
-
     python -m onegan_tf.tasks --run_dir=RUN --task=segment|cluster|translate|remove|generate|all \\
         --inputs=FOLDER_OR_FILES --out=DIR [--target_child=3,7] [--figures]
 
@@ -24,20 +23,25 @@ with --figures the figure grids under DIR/figures.
 from __future__ import annotations
 
 import csv
-import json
+import io
 import os
 import sys
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
+from absl import flags
 
-from onegan_tf import figures
+from onegan_tf import cli, figures
+from onegan_tf.checkpoint import CheckpointMismatchError, load_run
+from onegan_tf.data.images import load_images
+from onegan_tf.files import write_json, write_text
 from onegan_tf.model import OneGAN, sample_z
 
 TASKS = ("segment", "cluster", "translate", "remove", "generate")
 FIGURE_COLUMNS = 8        # columns of the figure grids (real images or classes)
 TRANSLATION_TARGETS = 6   # default target classes of --task=translate and of the translation figure
-MASK_THRESHOLD = 0.5      # SPEC §7: a pixel is foreground where I_m > 0.5
+MASK_THRESHOLD = 0.5      # docs/design.md §7: a pixel is foreground where I_m > 0.5
 
 
 # ---------------------------------------------------------------------------------------------- the tasks
@@ -47,8 +51,9 @@ def _images(images) -> tf.Tensor:
     return tf.convert_to_tensor(images, tf.float32)
 
 
-def _z_key(seed: int, stream: int = 0) -> tf.Tensor:
-    return tf.constant([seed, stream], tf.int64)
+def _z_key(seed, stream: int = 0) -> tf.Tensor:
+    """The stateless key of z stream `stream` of `seed` (a Python int or an int64 tensor)."""
+    return tf.stack([tf.cast(seed, tf.int64), tf.constant(stream, tf.int64)])
 
 
 def generate(model: OneGAN, child, z=None, seed: int = 0, parent=None) -> dict:
@@ -69,10 +74,10 @@ def generate_like(model: OneGAN, images, n_per_image: int = 1, seed: int = 0, sh
 
     Returns generate()'s dict over n_per_image x N samples, row-major: sample k * N + j is row k, image j.
     shared_z=True gives every image of a row the same z (the figure's layout: pose fixed along a row);
-    False draws an independent z per sample (for metrics).
+    False draws an independent z per sample (for metrics). `seed` may be a tensor (inside a tf.function).
     """
     clusters = cluster(model, images)
-    n = int(clusters["child"].shape[0])
+    n = tf.shape(clusters["child"])[0]
     if shared_z:
         z = tf.repeat(sample_z(_z_key(seed, 1), n_per_image, model.cfg.d_z), n, axis=0)
     else:
@@ -115,7 +120,7 @@ def cluster(model: OneGAN, images) -> dict:
 
 def translate(model: OneGAN, images, target_child) -> dict:
     """Image-to-image translation (Fig. 6): the reconstruction path with v_cmix replaced by V_c(target)
-    (SPEC §4); codes, pose and the background bypass come from the image. target_child: an int or [B].
+    (docs/design.md §4); codes, pose and the background bypass come from the image. target_child: an int or [B].
     The translated image is `I_hat`."""
     images = _images(images)
     target = tf.broadcast_to(tf.convert_to_tensor(target_child, tf.int32), [tf.shape(images)[0]])
@@ -194,78 +199,6 @@ def figure_grids(model: OneGAN, images=None, gt_mask=None, targets=None, n_rows:
         out = np_(remove_object(model, images))
         grids["removal"] = figures.removal_figure(images, out["I_m_hat"], out["I_bg_hat"], gt_mask)
     return grids
-
-
-# ------------------------------------------------------------------------------------------ image input
-
-
-class SkippedFile(Exception):
-    """An input that is not a readable image; the message says why."""
-
-
-def prepare_image(image, size: int) -> np.ndarray:
-    """A PIL image of any size and mode -> float32 [size, size, 3] in [-1, 1].
-
-    Like the evaluation pipeline (SPEC §6) with no box known: RGB (grayscale, palette, CMYK and alpha
-    converted), the centred square crop, bilinear resize with antialiasing, rounded to uint8, mapped to [-1, 1].
-    """
-    from PIL import ImageOps
-
-    image = ImageOps.exif_transpose(image).convert("RGB")
-    w, h = image.size
-    side = min(w, h)
-    x0, y0 = (w - side) // 2, (h - side) // 2
-    square = np.asarray(image.crop((x0, y0, x0 + side, y0 + side)), np.float32)
-    resized = tf.image.resize(square, [size, size], method="bilinear", antialias=True)
-    return (np.clip(np.round(resized.numpy()), 0, 255) / 127.5 - 1.0).astype(np.float32)
-
-
-def load_image(path: str, size: int) -> np.ndarray:
-    """Read one image file (see `prepare_image`); raises SkippedFile when it is not a readable image."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return prepare_image(image, size)
-    except UnidentifiedImageError:
-        raise SkippedFile(f"{path}: not an image file PIL can identify") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise SkippedFile(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
-
-
-def list_inputs(inputs) -> list[str]:
-    """Files named by `inputs` (a folder, a file, or a list of either), in order and without repeats;
-    folders are listed sorted, without hidden files and sub-folders."""
-    inputs = [inputs] if isinstance(inputs, str) else list(inputs)
-    files = []
-    for item in inputs:
-        if os.path.isdir(item):
-            files += [os.path.join(item, n) for n in sorted(os.listdir(item))
-                      if not n.startswith(".") and os.path.isfile(os.path.join(item, n))]
-        elif os.path.isfile(item):
-            files.append(item)
-        else:
-            raise FileNotFoundError(f"input {item!r} is neither a file nor a folder")
-    return list(dict.fromkeys(os.path.normpath(f) for f in files))  # a file named twice is processed once
-
-
-def load_images(inputs, size: int, log=None) -> tuple[np.ndarray, list[str], list[dict]]:
-    """Read every image of `inputs` -> (images [N, size, size, 3] in [-1, 1], their paths, skipped files).
-
-    Files that are not readable images are skipped with a message naming each; `skipped` lists them as
-    {"path", "reason"}.
-    """
-    images, paths, skipped = [], [], []
-    for path in list_inputs(inputs):
-        try:
-            images.append(load_image(path, size))
-            paths.append(path)
-        except SkippedFile as e:
-            skipped.append({"path": path, "reason": str(e)})
-            print(f"skipped {e}", file=log or sys.stderr)
-    stack = np.stack(images) if images else np.zeros((0, size, size, 3), np.float32)
-    return stack, paths, skipped
 
 
 def _output_names(paths: list[str]) -> list[str]:
@@ -365,30 +298,51 @@ def run_tasks(model: OneGAN, tasks, inputs, out_dir: str, target_child=None, n_p
 
 
 def _write_results(out_dir: str, report: dict) -> None:
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(report, f, indent=2)
+    write_json(os.path.join(out_dir, "results.json"), report, sort_keys=False)
     columns = ["name", "path", "child", "child_prob", "parent", "parent_prob", "mask_area"]
     if report["images"] and "mask_area_encoder" in report["images"][0]:
         columns.append("mask_area_encoder")
-    with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(report["images"])
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(report["images"])
+    write_text(os.path.join(out_dir, "results.csv"), table.getvalue(), newline="")
 
 
 def _int_list(values):
     return None if not values else [int(v) for v in values]
 
 
-def main(argv):
-    from absl import app, flags
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("run_dir", None, "Run directory written by `python -m onegan_tf.train`.", flag_values=fv)
+    flags.DEFINE_string("checkpoint", "", "Checkpoint prefix to load ('' = the latest of run_dir/ckpt).",
+                        flag_values=fv)
+    flags.DEFINE_enum("task", "all", list(TASKS) + ["all"], "Which inference task to run.", flag_values=fv)
+    flags.DEFINE_enum("segmenter", "auto", ["auto", "distilled", "encoder"], "Masks of --task=segment: the "
+                      "distilled segmenter (auto: when the run has one) or the reconstruction path's (encoder).",
+                      flag_values=fv)
+    flags.DEFINE_enum("generator_weights", "", ["", "ema", "raw"], "Weights of V_* and G_*: ema (their moving "
+                      "average), raw (the last iterate); '' = the run's --generator_weights.", flag_values=fv)
+    flags.DEFINE_list("inputs", [], "Image folder(s) and/or files, comma-separated (any size and mode).",
+                      flag_values=fv)
+    flags.DEFINE_string("out", None, "Output directory.", flag_values=fv)
+    flags.DEFINE_list("target_child", [], "Target child classes of --task=translate (default: 6 spread "
+                      "over the classes).", flag_values=fv)
+    flags.DEFINE_list("child", [], "Child classes to generate from without inputs (--task=generate).", flag_values=fv)
+    flags.DEFINE_integer("n_per_image", 5, "Generated images per input image (--task=generate), one z per row.",
+                         flag_values=fv)
+    flags.DEFINE_boolean("figures", False, "Also draw the paper's figure grids under OUT/figures.", flag_values=fv)
+    flags.DEFINE_integer("batch_size", 16, "Images per forward pass.", flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Seed of the pose codes z.", flag_values=fv)
 
-    from onegan_tf.checkpoint import CheckpointMismatchError, load_run
 
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    F = flags.FLAGS
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m onegan_tf.tasks --run_dir=RUN --task=... --inputs=... --out=DIR`; 2 on bad input."""
+    F = cli.parse(argv, define_flags, required=["run_dir", "out"],
+                  usage="python -m onegan_tf.tasks --run_dir=RUN --task=segment|cluster|translate|remove|generate|all "
+                  "--inputs=FOLDER_OR_FILES --out=DIR")
+    if F is None:
+        return 2
     try:
         run = load_run(F.run_dir, F.checkpoint or None, F.generator_weights or None)
         if F.segmenter == "distilled" and run.segmenter is None:
@@ -408,29 +362,5 @@ def main(argv):
     return 0
 
 
-def _define_flags():
-    from absl import flags
-
-    flags.DEFINE_string("run_dir", None, "Run directory written by `python -m onegan_tf.train`.", required=True)
-    flags.DEFINE_string("checkpoint", "", "Checkpoint prefix to load ('' = the latest of run_dir/ckpt).")
-    flags.DEFINE_enum("task", "all", list(TASKS) + ["all"], "Which inference task to run.")
-    flags.DEFINE_enum("segmenter", "auto", ["auto", "distilled", "encoder"], "Masks of --task=segment: the "
-                      "distilled segmenter (auto: when the run has one) or the reconstruction path's (encoder).")
-    flags.DEFINE_enum("generator_weights", "", ["", "ema", "raw"], "Weights of V_* and G_*: ema (their moving "
-                      "average), raw (the last iterate); '' = the run's --generator_weights.")
-    flags.DEFINE_list("inputs", [], "Image folder(s) and/or files, comma-separated (any size and mode).")
-    flags.DEFINE_string("out", None, "Output directory.", required=True)
-    flags.DEFINE_list("target_child", [], "Target child classes of --task=translate (default: 6 spread "
-                      "over the classes).")
-    flags.DEFINE_list("child", [], "Child classes to generate from without inputs (--task=generate).")
-    flags.DEFINE_integer("n_per_image", 5, "Generated images per input image (--task=generate), one z per row.")
-    flags.DEFINE_boolean("figures", False, "Also draw the paper's figure grids under OUT/figures.")
-    flags.DEFINE_integer("batch_size", 16, "Images per forward pass.")
-    flags.DEFINE_integer("seed", 0, "Seed of the pose codes z.")
-
-
 if __name__ == "__main__":
-    from absl import app
-
-    _define_flags()
-    app.run(main)
+    sys.exit(main())

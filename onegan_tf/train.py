@@ -16,24 +16,26 @@ import os
 import sys
 import tempfile
 import time
+from typing import Sequence
 
+import keras
 import numpy as np
-from absl import app, flags, logging
+import tensorflow as tf
+from absl import flags, logging
+from tqdm import tqdm
 
-from onegan_tf.config import AUTO, Config, ConfigError
+from onegan_tf import cli, data, figures
+from onegan_tf.config import AUTO, Config, ConfigError, config_differences, resumable_settings
+from onegan_tf.data.protocol import BOX_FILL, build_protocol, object_fraction
+from onegan_tf.evaluate import check_requirements
 from onegan_tf.files import save_keras, write_json
 from onegan_tf.flags import config_from_flags, define_config_flags
+from onegan_tf.metrics.registry import MetricError
+from onegan_tf.model import OneGAN, sample_z
+from onegan_tf.report import finalize_run
+from onegan_tf.segmenter import build_segmenter
+from onegan_tf.trainer import PHASES, OneGANTrainer, phase_at, step_noise, step_plan
 
-define_config_flags()
-flags.DEFINE_boolean("dry_run", False, "Print the resolved config, the parameter count of every sub-network "
-                     "and the per-phase step plan, then exit without training.")
-FLAGS = flags.FLAGS
-
-# Settings that may change between a run and its resumption (bookkeeping, devices, speed).
-RESUMABLE_CHANGES = ("run_dir", "log_every", "image_every", "ckpt_every", "keep_checkpoints", "profile_steps",
-                     "progress", "strategy", "devices", "jit_compile", "data_dir", "data_cache",
-                     "tfds_download", "tfds_manual_dir", "class_parents", "final_eval", "final_split",
-                     "final_feature_net", "final_num_generated", "final_export")
 GRID_COLUMNS = 8
 # The distilled segmenter, written into the run directory when distillation ends.
 SEGMENTER_FILE = "segmenter.keras"
@@ -52,8 +54,6 @@ class IncompatibleRunError(RuntimeError):
 
 def make_strategy(tc):
     """default: one device; mirrored: all local GPUs (or --devices); multi_worker: from TF_CONFIG."""
-    import tensorflow as tf
-
     if tc.strategy == "default":
         return tf.distribute.get_strategy()
     if tc.strategy == "mirrored":
@@ -75,8 +75,6 @@ def is_chief(strategy) -> bool:
 
 def check_data(cfg: Config) -> dict:
     """Fail before any work when the data cannot feed this model; returns `data.describe`."""
-    from onegan_tf import data
-
     mc = cfg.model
     if cfg.data.dataset != "synthetic" and cfg.data.data_dir and not os.path.isdir(cfg.data.data_dir):
         raise ConfigError(f"--data_dir={cfg.data.data_dir!r} does not exist or is not a directory")
@@ -91,8 +89,6 @@ def check_data(cfg: Config) -> dict:
 
 def check_final_eval(cfg: Config, info: dict) -> None:
     """Refuse before training a --final_eval the data cannot serve (an unlabelled or mask-free set)."""
-    from onegan_tf.evaluate import check_requirements
-    from onegan_tf.metrics.registry import MetricError
 
     tc = cfg.train
     metrics = [m.strip() for m in tc.final_eval.split(",") if m.strip()]
@@ -109,8 +105,6 @@ def check_final_eval(cfg: Config, info: dict) -> None:
 
 def check_resumable(cfg: Config, run_dir: str) -> None:
     """Refuse to resume a checkpoint written with other settings, naming each difference."""
-    from onegan_tf.trainer import config_differences
-
     path = os.path.join(run_dir, "config.json")
     has_ckpt = os.path.exists(os.path.join(run_dir, "ckpt", "checkpoint"))
     if not has_ckpt:
@@ -119,7 +113,7 @@ def check_resumable(cfg: Config, run_dir: str) -> None:
         raise IncompatibleRunError(f"{run_dir} holds a checkpoint but no config.json; cannot check it matches")
     with open(path) as f:
         saved = json.load(f)
-    diffs = config_differences(saved, cfg.to_dict(), RESUMABLE_CHANGES)
+    diffs = config_differences(saved, cfg.to_dict(), resumable_settings())
     if diffs:
         raise IncompatibleRunError(
             f"run_dir={run_dir} holds a checkpoint of a run with other settings; refusing to resume. "
@@ -134,7 +128,6 @@ def resolve_from_data(cfg: Config) -> tuple[Config, list[str]]:
     """
     if cfg.train.mask_target != AUTO:
         return cfg, []
-    from onegan_tf.data.protocol import BOX_FILL, build_protocol, object_fraction
 
     protocol = build_protocol(cfg.data)
     value = object_fraction(protocol, cfg.data.crop)
@@ -147,10 +140,6 @@ def resolve_from_data(cfg: Config) -> tuple[Config, list[str]]:
 def dry_run(cfg: Config, out=sys.stdout) -> dict:
     """Resolved config, per-network parameter counts and the step plan, printed; nothing trained (the data
     is read only for settings given as `auto`)."""
-    from onegan_tf.model import OneGAN
-    from onegan_tf.segmenter import build_segmenter
-    from onegan_tf.trainer import step_plan
-
     cfg, estimates = resolve_from_data(cfg)
     for line in estimates:
         print(f"Estimated from the data: {line}", file=out)
@@ -180,12 +169,6 @@ def dry_run(cfg: Config, out=sys.stdout) -> dict:
 
 def train(cfg: Config) -> dict:
     """Train (or resume) the run of `cfg`; returns the summary also written to run_dir/summary.json."""
-    import keras
-    import tensorflow as tf
-
-    from onegan_tf import data, figures
-    from onegan_tf.trainer import PHASES, OneGANTrainer, phase_at, step_noise
-
     tc, mc = cfg.train, cfg.model
     run_dir = tc.run_dir
     strategy = make_strategy(tc)
@@ -239,10 +222,10 @@ def train(cfg: Config) -> dict:
     step = start
     for step, batch in zip(range(start, tc.steps), batches):
         phase = phase_at(step, tc)
-        if phase >= 1 and not bool(trainer.clones_ready.numpy()):
+        if phase != "I" and not bool(trainer.clones_ready.numpy()):
             trainer.init_clones()
             logging.info("Step %d: entering Phase %s, discriminators cloned for the reconstruction paths",
-                         step, PHASES[phase])
+                         step, phase)
         if profile and step == profile[0]:
             tf.profiler.experimental.start(os.path.join(run_dir, "tb"))
         out = trainer.train_step(batch, phase)
@@ -258,12 +241,12 @@ def train(cfg: Config) -> dict:
             steps_per_s = (done - last_log_step) / max(now - last_log_time, 1e-9)
             images_per_s = steps_per_s * tc.batch_size
             last_log_time, last_log_step = now, done
-            scalars = {**{f"loss/{k}": v for k, v in values.items()}, "schedule/phase": phase,
+            scalars = {**{f"loss/{k}": v for k, v in values.items()}, "schedule/phase": PHASES.index(phase),
                        "schedule/learning_rate": float(np.asarray(trainer.opt_G.learning_rate)),
                        "speed/steps_per_s": steps_per_s, "speed/images_per_s": images_per_s}
             if chief:
-                _log_scalars(writer, run_dir, done, PHASES[phase], scalars)
-            progress.set_postfix_str(_postfix(PHASES[phase], values, images_per_s))
+                _log_scalars(writer, run_dir, done, phase, scalars)
+            progress.set_postfix_str(_postfix(phase, values, images_per_s))
         if chief and (done % tc.image_every == 0 or last):
             _log_grids(writer, run_dir, done, trainer.generation_model, grid_inputs, figures)
         if done % tc.ckpt_every == 0 or last:
@@ -273,7 +256,7 @@ def train(cfg: Config) -> dict:
         values = _distill(trainer, manager, writer, run_dir, tc, chief) or values
     end_step = int(trainer.step.numpy())
     summary = {"run_dir": run_dir, "start_step": start, "end_step": end_step, "steps_run": end_step - start,
-               "phase": PHASES[phase_at(max(end_step - 1, 0), tc)], "wall_s": round(time.time() - t0, 1),
+               "phase": phase_at(max(end_step - 1, 0), tc), "wall_s": round(time.time() - t0, 1),
                "final_losses": values, "images_per_s": images_per_s, "replicas": replicas,
                "traces": trainer.tracing_counts(),
                "checkpoint": manager.latest_checkpoint, "data": {k: info[k] for k in ("dataset", "n_images")}}
@@ -281,8 +264,6 @@ def train(cfg: Config) -> dict:
         write_json(os.path.join(run_dir, "summary.json"), summary)
         print(_summary_text(summary), flush=True)
         if tc.final_eval or tc.final_export:
-            from onegan_tf.report import finalize_run
-
             final = finalize_run(cfg, trainer.generation_model, end_step,
                                  raw_model=trainer.model if tc.generator_weights == "ema" else None,
                                  segmenter=trainer.distiller.segmenter if tc.distill_steps else None)
@@ -294,8 +275,6 @@ def train(cfg: Config) -> dict:
 def _distill(trainer, manager, writer, run_dir, tc, chief) -> dict:
     """The distillation steps after the schedule (onegan_tf.distill), resumed where the checkpoint left them;
     then the segmenter's .keras file. Steps are numbered after the schedule's in TensorBoard and ckpt/."""
-    from tqdm import tqdm
-
     distiller, model = trainer.distiller, trainer.generation_model
     start = int(distiller.step.numpy())
     progress = tqdm(total=tc.distill_steps, initial=start, desc="distill", unit="step", dynamic_ncols=True,
@@ -337,10 +316,6 @@ def _raise_if_not_finite(trainer, values, manager):
 
 def _grid_inputs(cfg: Config, data):
     """Fixed codes and real images for the figure grids, the same at every logging step."""
-    import tensorflow as tf
-
-    from onegan_tf.model import sample_z
-
     mc = cfg.model
     n = min(GRID_COLUMNS, mc.n_child)
     child = tf.constant(np.linspace(0, mc.n_child - 1, n).round().astype(np.int32))
@@ -350,8 +325,6 @@ def _grid_inputs(cfg: Config, data):
 
 
 def _log_grids(writer, run_dir, step, model, inputs, figures):
-    import tensorflow as tf
-
     gen = {k: v.numpy() for k, v in model.generate(inputs["child"], inputs["z"]).items()}
     rec = {k: v.numpy() for k, v in model.reconstruct(inputs["real"]["image"]).items()}
     grids = {"generation": figures.generation_figure(gen),
@@ -365,8 +338,6 @@ def _log_grids(writer, run_dir, step, model, inputs, figures):
 
 
 def _log_scalars(writer, run_dir, step, phase, scalars):
-    import tensorflow as tf
-
     with writer.as_default(step=step):
         for k, v in scalars.items():
             tf.summary.scalar(k, v, step=step)
@@ -376,8 +347,6 @@ def _log_scalars(writer, run_dir, step, phase, scalars):
 
 
 def _progress(tc, start, chief):
-    from tqdm import tqdm
-
     return tqdm(total=tc.steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
                 disable=not (tc.progress and chief), file=sys.stderr, mininterval=1.0)
 
@@ -398,12 +367,21 @@ def _summary_text(s):
     return "\n".join(lines)
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+def define_flags(fv: flags.FlagValues) -> None:
+    """Every config field as a flag (`onegan_tf.flags`), and --dry_run."""
+    define_config_flags(fv)
+    flags.DEFINE_boolean("dry_run", False, "Print the resolved config, the parameter count of every sub-network "
+                         "and the per-phase step plan, then exit without training.", flag_values=fv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m onegan_tf.train [--flagfile=configs/cub.cfg] [--FIELD=VALUE ...]`; 2 on a bad setting."""
+    fv = cli.parse(argv, define_flags, usage="python -m onegan_tf.train --flagfile=configs/cub.cfg [--FIELD=VALUE ...]")
+    if fv is None:
+        return 2
     try:
-        cfg = config_from_flags()
-        if FLAGS.dry_run:
+        cfg = config_from_flags(fv)
+        if fv.dry_run:
             dry_run(cfg)
             return 0
         train(cfg)
@@ -415,4 +393,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""One training iteration of OneGAN under a `tf.distribute` strategy (paper Sec. 4; SPEC §5).
+"""One training iteration of OneGAN under a `tf.distribute` strategy (paper Sec. 4; docs/design.md §5).
 
 Reads top to bottom like Sec. 4: the generation path every step, the reconstruction of fake images from
 Phase IIa, of real images in Phase IIb; the discriminators (and, in Phase II, their per-path clones) updated
@@ -13,42 +13,109 @@ per step from a stateless seed (`step_noise`), so the state of the random stream
 from __future__ import annotations
 
 import types
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
 
 from onegan_tf import losses
 from onegan_tf.adam import FusedAdam
-from onegan_tf.config import Config, TrainConfig
+from onegan_tf.config import Config, TrainConfig, parent_of
 from onegan_tf.distill import Distiller
 from onegan_tf.ema import GeneratorEMA
-from onegan_tf.model import OneGAN, parent_of, sample_betas, sample_children, sample_eps, sample_z
-from onegan_tf.networks import example_inputs
+from onegan_tf.model import BETA_NAMES, EPS_NAMES, OneGAN, sample_betas, sample_children, sample_eps, sample_z
+from onegan_tf.networks import network_inputs
 
+# The phases in schedule order (Sec. 4.3) and the paths each runs: generation always; the reconstruction of
+# fake images from IIa; of real images from IIb. A checkpoint's `phase` variable stores the index into PHASES.
 PHASES = ("I", "IIa", "IIb")
-# The paths each phase runs (Sec. 4.3): generation always; fake reconstruction from IIa; real from IIb.
-PHASE_PATHS = {0: ("gen",), 1: ("gen", "rec_fake"), 2: ("gen", "rec_fake", "rec_real")}
+PHASE_PATHS = {"I": ("gen",), "IIa": ("gen", "rec_fake"), "IIb": ("gen", "rec_fake", "rec_real")}
 CLONED_PATHS = ("rec_fake", "rec_real")
+# The generation path's networks, in the order `OneGAN.generate` calls them (Eq. 1-5).
+GENERATION_NETWORKS = ("V_c", "V_p", "V_bg", "G_bg0", "G_fg0", "G_bg1", "G_fg1", "G_fg2")
 
 
-def phase_at(step: int, tc: TrainConfig) -> int:
-    """Index into PHASES of the phase that `step` (0-based) belongs to."""
+class NetworkCall(NamedTuple):
+    """One network call of a training step: `samples` per sample of the global batch; whether the gradient
+    with respect to its inputs flows (`input_grad`) and whether this call's loss trains its weights."""
+    what: str
+    network: str
+    samples: int
+    input_grad: bool
+    weight_grad: bool
+
+
+def check_phase(phase: str) -> str:
+    """`phase` if it names a phase of PHASES; a ValueError naming the allowed ones otherwise."""
+    if phase not in PHASE_PATHS:
+        raise ValueError(f"unknown phase {phase!r}; the phases are {PHASES}")
+    return phase
+
+
+def phase_at(step: int, tc: TrainConfig) -> str:
+    """The phase (a name of PHASES) that `step` (0-based) belongs to."""
     if step < tc.phase1_steps:
-        return 0
+        return "I"
     if step < tc.phase1_steps + tc.phase2a_steps:
-        return 1
-    return 2
+        return "IIa"
+    return "IIb"
 
 
 def step_plan(tc: TrainConfig) -> list[dict]:
     """The schedule as rows {phase, first, last, steps, paths}; phases of length 0 are left out."""
     rows, first = [], 0
-    for i, length in enumerate((tc.phase1_steps, tc.phase2a_steps, tc.phase2b_steps)):
+    for phase, length in zip(PHASES, (tc.phase1_steps, tc.phase2a_steps, tc.phase2b_steps)):
         if length:
-            rows.append({"phase": PHASES[i], "first": first, "last": first + length - 1, "steps": length,
-                         "paths": " + ".join(PHASE_PATHS[i])})
+            rows.append({"phase": phase, "first": first, "last": first + length - 1, "steps": length,
+                         "paths": " + ".join(PHASE_PATHS[phase])})
         first += length
     return rows
+
+
+def step_calls(phase: str, tc: TrainConfig, bypass: bool = True) -> list[NetworkCall]:
+    """Every network call of one training step of `phase`, in the order `OneGANTrainer._replica_fn` makes
+    them; loss terms of weight 0 are not computed, so their calls are left out. The FLOP count of a step
+    (`flops.step_flops`) is read from this list; `tests/test_bench.py` checks it against the traced step."""
+    calls = []
+
+    def add(what, nets, samples, input_grad, weight_grad):
+        calls.extend(NetworkCall(what, net, samples, input_grad, weight_grad) for net in nets)
+
+    # Generation path (Eq. 1-5): every generator, trained by L_GEN.
+    add("generate", GENERATION_NETWORKS, 1, True, True)
+    rec = PHASE_PATHS[check_phase(phase)][1:]
+    # E_p, E_c on the stopped fake, once for L_MSE and the fake reconstruction path (`_paths`).
+    if "rec_fake" in rec:
+        add("reconstruct rec_fake", ("E_p", "E_c"), 1, True, True)
+    elif tc.weight_MSE:
+        add("L_MSE", ("E_p", "E_c"), 1, False, True)
+    # Reconstruction paths (Eq. 6-9): the generators on the mixed codes (real images are encoded here).
+    for path in rec:
+        nets = ("E_p", "E_c") if path == "rec_real" else ()
+        nets += ("V_c", "V_p", "V_bg", "G_fg0", "G_fg1", "G_fg2", "G_bg0") + (("E_bg",) if bypass else ()) + ("G_bg1",)
+        add(f"reconstruct {path}", nets, 1, True, True)
+    # Discriminator updates (Eq. 10), one pair per path, on stopped fakes: D_bg on [X_bg, fake_bg, X_c],
+    # D_c on [X_c, fake].
+    for path in ("gen",) + rec:
+        add(f"D update {path}", ("D_bg",), 3, True, True)
+        add(f"D update {path}", ("D_c",), 2, True, True)
+    # Generation losses (Eq. 11-14): D_c's head B is trained by L_E (its trunk is not; counted as not).
+    if tc.weight_G or tc.weight_E:
+        add("L_G/L_E", ("D_c",), 1, True, False)
+    if tc.weight_G:
+        add("L_G", ("D_bg",), 1, True, False)
+    if tc.weight_E:
+        add("L_E", ("E_p", "E_c"), 1, True, True)
+    if tc.weight_MSE and bypass:
+        add("L_MSE", ("E_bg",), 1, False, True)
+    # Reconstruction losses (Eq. 15-18): D_c, and D_bg for the fake path's L_PER, judge the reconstructions.
+    for path in rec:
+        if tc.weight_PER or tc.weight_adv_rec:
+            add(f"L_PER/L_G {path}", ("D_c",), 2 if tc.weight_PER else 1, True, False)
+        per_bg = tc.weight_PER and path == "rec_fake"
+        if per_bg or tc.weight_adv_rec:
+            add(f"L_PER/L_G {path}", ("D_bg",), 2 if per_bg else 1, True, False)
+    return calls
 
 
 def step_noise(seed: int, step, batch: int, cfg: Config) -> dict:
@@ -75,7 +142,7 @@ def step_noise(seed: int, step, batch: int, cfg: Config) -> dict:
 def _clone(net: keras.Model, key: str, path: str, cfg) -> keras.Model:
     """A new network of the same architecture as `net` (weights are copied later, by `init_clones`)."""
     clone = type(net).from_config({**net.get_config(), "name": f"{key}_{path}"})
-    clone(example_inputs(key, cfg))
+    clone(network_inputs(key, cfg))
     return clone
 
 
@@ -96,6 +163,7 @@ class OneGANTrainer(tf.Module):
                 setattr(self, f"D_bg_{path}", _clone(m.D_bg, "D_bg", path, cfg.model))
                 setattr(self, f"D_c_{path}", _clone(m.D_c, "D_c", path, cfg.model))
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            # The phase of the last step run, as its index into PHASES (what checkpoints have always stored).
             self.phase = tf.Variable(0, dtype=tf.int64, trainable=False, name="phase")
             self.clones_ready = tf.Variable(False, trainable=False, name="clones_ready")
             # Variable lists: the discriminators' own weights (Eq. 10) and everything L_GEN + L_AE trains.
@@ -133,7 +201,7 @@ class OneGANTrainer(tf.Module):
 
     @property
     def g_vars(self) -> list:
-        """What L_GEN + L_AE trains: embeddings, generators, encoders and D_c's head B (SPEC §5)."""
+        """What L_GEN + L_AE trains: embeddings, generators, encoders and D_c's head B (docs/design.md §5)."""
         return self._untracked.g_vars
 
     @property
@@ -142,7 +210,7 @@ class OneGANTrainer(tf.Module):
         return self._untracked.d_vars
 
     def _optimizer(self, name):
-        # keras.optimizers.Adam's update and state, applied with one fused kernel per variable (issue 7).
+        # keras.optimizers.Adam's update and state, applied with one fused kernel per variable.
         tc = self.cfg.train
         opt = FusedAdam(tc.learning_rate, beta_1=tc.beta_1, beta_2=tc.beta_2, name=name)
         if tc.mixed_precision == "mixed_float16":
@@ -174,8 +242,10 @@ class OneGANTrainer(tf.Module):
         self.clones_ready.assign(True)
 
     # -- one iteration --------------------------------------------------------------------------------------
-    def train_step(self, dist_batch, phase: int) -> dict:
-        """Run one distributed iteration of `phase`; returns the global-batch mean of every loss term."""
+    def train_step(self, dist_batch, phase: str) -> dict:
+        """Run one distributed iteration of `phase` (a name of PHASES); returns the global-batch mean of every
+        loss term."""
+        check_phase(phase)
         fns = self._untracked.step_fns
         if phase not in fns:
             fns[phase] = tf.function(self._make_step(phase))
@@ -185,8 +255,8 @@ class OneGANTrainer(tf.Module):
         """Phase name -> how often its step has been traced in this process: once, unless an input changed
         its structure, dtype or shape, or a Python value stood where a tensor belongs (a retrace per step
         re-runs Python and re-optimises the graph every iteration)."""
-        return {PHASES[p]: int(fn.experimental_get_tracing_count())
-                for p, fn in sorted(self._untracked.step_fns.items())}
+        return {p: int(fn.experimental_get_tracing_count())
+                for p, fn in sorted(self._untracked.step_fns.items(), key=lambda item: PHASES.index(item[0]))}
 
     def _make_step(self, phase):
         replica = self._replica_fn(phase)
@@ -205,7 +275,7 @@ class OneGANTrainer(tf.Module):
             if self.cfg.train.ema_kimg:
                 self.ema.update(self.step)
             self.step.assign_add(1)
-            self.phase.assign(phase)
+            self.phase.assign(PHASES.index(phase))
             return out
         return step
 
@@ -243,7 +313,7 @@ class OneGANTrainer(tf.Module):
         gen = m.generate(batch["child"], batch["z"], training=True)
         # Reconstruction paths (Sec. 4.2): the fake image of this step (stopped) and real X_c.
         sources = {"rec_fake": tf.stop_gradient(gen["I"]), "rec_real": batch["x_c"]}
-        # E_p, E_c on the stopped fake: what L_MSE trains (the encoders alone, SPEC §5) and what the fake
+        # E_p, E_c on the stopped fake: what L_MSE trains (the encoders alone, docs/design.md §5) and what the fake
         # reconstruction path starts from, computed once for both.
         enc_fake = (m.encode(sources["rec_fake"], training=True)
                     if self.cfg.train.weight_MSE or "rec_fake" in paths else None)
@@ -254,8 +324,8 @@ class OneGANTrainer(tf.Module):
 
     @staticmethod
     def _path_noise(batch, path):
-        betas = {k: batch[f"{path}/{k}"] for k in ("beta1", "beta2", "beta3", "beta4")}
-        eps = {k: batch[f"{path}/eps_{k}"] for k in ("p", "c", "z")}
+        betas = {k: batch[f"{path}/{k}"] for k in BETA_NAMES}
+        eps = {k: batch[f"{path}/eps_{k}"] for k in EPS_NAMES}
         return betas, eps
 
     def _weights(self, paths) -> dict:
@@ -309,9 +379,10 @@ class OneGANTrainer(tf.Module):
             # L_E trains the generators through the encoders' classification of I (Eq. 12): I is not stopped.
             enc = m.encode(gen["I"], training=True)
             terms["gen/L_E"] = losses.classification_loss(enc["e_p_hat"], enc["e_c_hat"], c_out["D_cB"],
-                                                          parent_of(child, mc), child)
+                                                          parent_of(child, mc.children_per_parent), child)
         if tc.weight_MSE:
-            # L_MSE trains the encoders only (SPEC §5): their inputs I, I_m are stopped, and so are its targets.
+            # L_MSE trains the encoders only (docs/design.md §5): their inputs I, I_m are stopped, and so are its
+            # targets.
             B_bg = m.E_bg((sg(gen["I"]), sg(gen["I_m"])), training=True)["B_bg"] if mc.bypass else None
             terms["gen/L_MSE"] = losses.code_distance_loss(
                 gen["v_c"], enc_fake["mu_c"], gen["v_p"], enc_fake["mu_p"], gen["A_fg"],
@@ -359,17 +430,3 @@ def _judge(D, target, hat, with_target: bool):
     b = tf.shape(hat)[0]
     out = D(tf.concat([target, hat], 0), training=True)
     return {k: v[:b] for k, v in out.items()}, {k: v[b:] for k, v in out.items()}
-
-
-def config_differences(saved: dict, current: dict, ignore: tuple) -> list[str]:
-    """Settings that differ between a run directory's config and this run's, as 'section.name: a -> b'."""
-    diffs = []
-    for section in sorted(set(saved) | set(current)):
-        a, b = saved.get(section, {}), current.get(section, {})
-        for name in sorted(set(a) | set(b)):
-            if name in ignore:
-                continue
-            if a.get(name) != b.get(name):
-                diffs.append(f"{section}.{name}: {a.get(name)!r} (checkpoint) -> {b.get(name)!r} (now)")
-    return diffs
-

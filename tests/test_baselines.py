@@ -25,11 +25,11 @@ def test_the_disc_covers_the_area_fraction_it_is_given_and_is_centred(fraction):
     np.testing.assert_array_equal(disc, disc.T)
 
 
-def test_centred_ellipse_is_perfect_on_its_own_disc_and_reports_the_training_area():
+def test_centred_disc_is_perfect_on_its_own_disc_and_reports_the_training_area():
     gt = np.broadcast_to(baselines.disc_mask(64, 0.3), (3, 64, 64))
-    scores = baselines.centred_ellipse(gt, 0.3)
+    scores = baselines.centred_disc(gt, 0.3)
     assert scores == {"iou": 1.0, "dice": 1.0, "area_fraction": 0.3}
-    half = baselines.centred_ellipse(gt, 0.15)   # a disc of half the area, inside the object
+    half = baselines.centred_disc(gt, 0.15)   # a disc of half the area, inside the object
     assert half["iou"] == pytest.approx(0.5, abs=0.02)
 
 
@@ -89,6 +89,6 @@ def test_all_baselines_report_chance_for_parents_and_skip_clustering_without_lab
     out = baselines.all_baselines(images, masks, child, parent, 0.25, n_child=4, n_parent=2)
     assert out["kmeans_parent"]["chance_acc"] == pytest.approx(12 / 16)
     assert out["kmeans_child"]["acc"] == pytest.approx(1.0)
-    assert out["centred_ellipse"]["area_fraction"] == 0.25
+    assert out["centred_disc"]["area_fraction"] == 0.25
     unlabelled = baselines.all_baselines(images, masks, None, None, 0.25, n_child=4, n_parent=2)
-    assert set(unlabelled) == {"all_foreground", "centred_ellipse", "border_colour"}
+    assert set(unlabelled) == {"all_foreground", "centred_disc", "border_colour"}

@@ -1,4 +1,4 @@
-"""`python -m onegan_tf.bench` and the FLOP count it reports (issue 7)."""
+"""`python -m onegan_tf.bench` and the FLOP count it reports."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _tiny_model():
 
 def test_patch_discriminator_flops_match_a_hand_count():
     """D_bg at 32x32, channel_mult 1/8: resize to 30, K4 convs with strides (2, 1, 1), widths 8, 16, 32,
-    two K4 heads (SPEC §3, networks.D_BG_GEOMETRY)."""
+    two K4 heads (docs/design.md §3, networks.D_BG_GEOMETRY)."""
     from onegan_tf import flops
 
     hand = (2 * 16 * 3 * 8 * 14 * 14        # conv1 30 -> 14
@@ -32,22 +32,23 @@ def test_patch_discriminator_flops_match_a_hand_count():
 def test_network_flops_match_tf_profiler():
     """The layer-shape count equals TF's profiler (Conv2D + MatMul ops of the traced forward graph)."""
     from onegan_tf import flops
-    from onegan_tf.networks import example_inputs
+    from onegan_tf.networks import network_inputs
 
     model = _tiny_model()
     for name in ("G_bg0", "G_fg2", "E_p", "E_bg", "D_c"):
         net = model.networks[name]
-        assert flops.network_flops(net) == flops.profiler_flops(net, example_inputs(name, model.cfg)), name
+        assert flops.network_flops(net) == flops.profiler_flops(net, network_inputs(name, model.cfg)), name
 
 
 def test_step_flops_grow_with_the_phases_and_follow_the_convention():
     """Each phase adds its reconstruction path; training FLOPs lie between 2x and 3x the forward FLOPs, and
     the generators count 3x their forward pass."""
     from onegan_tf import flops
+    from onegan_tf.trainer import PHASES
 
     model = _tiny_model()
     tc = tiny_config().train
-    steps = [flops.step_flops(model, tc, phase, batch=4) for phase in range(3)]
+    steps = [flops.step_flops(model, tc, phase, batch=4) for phase in PHASES]
     assert steps[0]["training"] < steps[1]["training"] < steps[2]["training"]
     for s in steps:
         assert 2 * s["forward"] < s["training"] <= 3 * s["forward"]
@@ -55,6 +56,37 @@ def test_step_flops_grow_with_the_phases_and_follow_the_convention():
     assert steps[2]["by_network"]["G_fg2"] == 3 * 3 * 4 * flops.network_flops(model.G_fg2)  # gen + 2 paths
     assert set(steps[1]["by_call"]) - set(steps[0]["by_call"]) == {
         "D update rec_fake", "reconstruct rec_fake", "L_PER/L_G rec_fake"}
+
+
+def test_step_calls_are_the_network_calls_of_the_traced_step(monkeypatch):
+    """`trainer.step_calls`, which the FLOP count reads, lists the networks the traced step of each phase
+    calls, in their order and with their batch sizes (the clones count as their original)."""
+    import keras
+    import tensorflow as tf
+
+    from onegan_tf.trainer import CLONED_PATHS, PHASES, OneGANTrainer, step_calls, step_noise
+
+    cfg = tiny_config()
+    trainer = OneGANTrainer(cfg)
+    names = {id(net): key for key, net in trainer.model.networks.items()}
+    for path in CLONED_PATHS:
+        names.update({id(net): key for key, net in zip(("D_bg", "D_c"), trainer.discriminators(path))})
+    b, s = cfg.train.batch_size, cfg.model.image_size
+    batch = {k: tf.zeros((b, s, s, 3)) for k in ("x_c", "x_bg")}
+    batch.update(step_noise(cfg.train.seed, 0, b, cfg))
+    seen = []
+    real_call = keras.Layer.__call__
+
+    def recording_call(self, *args, **kwargs):
+        if id(self) in names:
+            seen.append((names[id(self)], int(tf.nest.flatten(args[0])[0].shape[0]) // b))
+        return real_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Layer, "__call__", recording_call)
+    for phase in PHASES:
+        seen.clear()
+        tf.function(trainer._replica_fn(phase)).get_concrete_function(batch)
+        assert seen == [(c.network, c.samples) for c in step_calls(phase, cfg.train, cfg.model.bypass)], phase
 
 
 def test_percentile_interpolates():

@@ -1,4 +1,4 @@
-"""The fine-tuning CLI: it learns, and what it saves is a FeatureNet for FID/IS (SPEC §7)."""
+"""The fine-tuning CLI: it learns, and what it saves is a FeatureNet for FID/IS (docs/design.md §7)."""
 
 import os
 

@@ -4,9 +4,9 @@ functions are called in this process: the installed scripts may belong to anothe
 
 import importlib
 import pathlib
-import tomllib
 
 import pytest
+import tomllib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]

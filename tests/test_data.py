@@ -1,4 +1,4 @@
-"""Data protocol and pipelines (SPEC §6, issue 3): sources, split, crops, patches, determinism, bad input."""
+"""Data protocol and pipelines (docs/design.md §6): sources, split, crops, patches, determinism, bad input."""
 
 from __future__ import annotations
 

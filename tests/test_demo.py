@@ -1,4 +1,4 @@
-"""The demo end to end (issue 9), shortened: `python -m onegan_tf.train --flagfile=configs/demo.cfg` with a
+"""The demo end to end, shortened: `python -m onegan_tf.train --flagfile=configs/demo.cfg` with a
 few dozen steps must train, evaluate on the held-out split, compare with the baselines, export the SavedModel
 and write report.md — in one process started as `python -m` (as the README's command does)."""
 
@@ -32,7 +32,7 @@ def test_shortened_demo_trains_evaluates_exports_and_writes_the_report(tmp_path)
     assert set(final["raw_generation"]) == {"fid", "is", "cfid", "cis"}
     assert 0.0 <= metrics["segmentation"]["iou"] <= 1.0 and 0.0 <= metrics["clustering"]["child_nmi"] <= 1.0
     assert final["report"]["split"] == "test" and final["report"]["n_images"] == 36
-    assert set(final["baselines"]) == {"all_foreground", "centred_ellipse", "border_colour", "kmeans_child",
+    assert set(final["baselines"]) == {"all_foreground", "centred_disc", "border_colour", "kmeans_child",
                                        "kmeans_parent"}
     for name in ("generation", "reconstruction", "translation", "conditional_generation", "removal"):
         path = os.path.join(run_dir, "eval", f"{name}.png")

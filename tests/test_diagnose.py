@@ -9,12 +9,13 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_tasks import tiny_run
+from tiny import REPO, train_env
 
 from onegan_tf import diagnose as dg
 from onegan_tf.checkpoint import load_run
-from onegan_tf.model import parent_of, sample_children, sample_z
-from test_tasks import tiny_run
-from tiny import REPO, train_env
+from onegan_tf.config import parent_of
+from onegan_tf.model import sample_children, sample_z
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def test_diagnostics_agree_with_the_model_and_are_deterministic(run):
     child = sample_children(key[0], 30, model.cfg.n_child)
     gen = model.generate(child, sample_z(key[1], 30, model.cfg.d_z))
     rec = model.reconstruct(gen["I"])
-    hits = np.argmax(rec["e_p_hat"].numpy(), -1) == parent_of(child, model.cfg).numpy()
+    hits = np.argmax(rec["e_p_hat"].numpy(), -1) == parent_of(child, model.cfg.children_per_parent).numpy()
     assert d["encoder_accuracy"]["parent"] == pytest.approx(hits.mean())
     same = np.mean((rec["I_m_hat"].numpy() > 0.5) == (gen["I_m"].numpy() > 0.5))
     assert 0.0 <= d["mask_reproduction_iou"] <= 1.0 and -1.0 <= d["bypass_correlation"]["B_fg_A_fg"] <= 1.0

@@ -56,7 +56,7 @@ def test_a_training_step_averages_the_generators_into_the_shadow():
     before = {k: [w.numpy() for w in getattr(trainer.ema, k).weights] for k in AVERAGED}
     x_c, x_bg = data.train_streams(cfg.data, cfg.model.image_size, cfg.train.batch_size, cfg.train.seed, 0)
     batch = {"x_c": next(iter(x_c)), "x_bg": next(iter(x_bg)), **step_noise(0, 0, cfg.train.batch_size, cfg)}
-    trainer.train_step(batch, 0)
+    trainer.train_step(batch, "I")
     changed = 0
     for key in AVERAGED:
         for old, raw, new in zip(before[key], getattr(trainer.model, key).weights, getattr(trainer.ema, key).weights):
@@ -145,7 +145,7 @@ def test_distillation_trains_checkpoints_resumes_exports_and_serves(tmp_path, mo
     np.testing.assert_array_equal(run.model.E_c.weights[0].numpy(), raw.model.E_c.weights[0].numpy())
     path = export.export_saved_model(run.model, str(tmp_path / "serving"), "onegan", step=run.step,
                                      segmenter=run.segmenter)
-    image = export.example_inputs("segment", run.config.model, 3)["image"]
+    image = export.signature_inputs("segment", run.config.model, 3)["image"]
     expected = run.segmenter(image).numpy()
     script = (
         "import sys, json, numpy as np, tensorflow as tf, keras\n"

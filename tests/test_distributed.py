@@ -1,4 +1,4 @@
-"""The training step under tf.distribute (SPEC §5): one replica and two replicas give the same gradients and
+"""The training step under tf.distribute (docs/design.md §5): one replica and two replicas give the same gradients and
 update, and a two-worker MultiWorkerMirroredStrategy run on 127.0.0.1 logs the losses of a one-process run."""
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import textwrap
 
 import numpy as np
 import pytest
-
 from tiny import REPO, RUN_FLAGS, reference_run, tiny_flags, train_command, train_env
 
 # Runs in a fresh process: the two logical CPUs must be configured before TensorFlow initialises devices.
@@ -46,7 +45,7 @@ ONE_VS_TWO_REPLICAS = textwrap.dedent("""
     batch.update(step_noise(cfg.train.seed, 0, b, cfg))
     dist = next(iter(mirrored.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))))
     assert two.strategy.num_replicas_in_sync == 2
-    out = {"one": one.train_step(batch, phase=2), "two": two.train_step(dist, phase=2)}
+    out = {"one": one.train_step(batch, phase="IIb"), "two": two.train_step(dist, phase="IIb")}
     loss_diff = max(abs(float(out["one"][k]) - float(out["two"][k])) for k in out["one"])
     diffs = np.concatenate([np.abs(np.array(va) - np.array(vb)).ravel()
                             for a, b in zip(nets(one), nets(two)) for va, vb in zip(a.weights, b.weights)])

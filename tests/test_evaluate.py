@@ -12,12 +12,12 @@ import types
 import numpy as np
 import pytest
 from PIL import Image
+from test_tasks import tiny_run
+from tiny import REPO, train_env
 
 from onegan_tf import evaluate as ev
 from onegan_tf.checkpoint import load_run
 from onegan_tf.metrics import MetricError
-from test_tasks import tiny_run
-from tiny import REPO, train_env
 
 ALL = ["segmentation", "clustering", "fid", "is", "cfid", "cis"]
 REPORT_KEYS = {"metrics", "config", "run_dir", "checkpoint", "step", "split", "dataset", "n_images",
@@ -45,8 +45,9 @@ def classifier(tmp_path_factory):
 
 def _folder_run(root, labels=True):
     """A run directory over a folder dataset without masks (and optionally without labels); no checkpoint."""
-    from onegan_tf.files import write_json
     from tiny import tiny_config
+
+    from onegan_tf.files import write_json
 
     data = root / "data"
     (data / "images").mkdir(parents=True)
@@ -127,7 +128,7 @@ def test_eval_context_calls_return_what_the_metrics_read(run, model):
 
 
 def test_eval_context_gives_the_models_reconstruction_and_the_splits_aligned_masks(run, model):
-    """What the metrics read is exactly the model's inference reconstruction (SPEC §7: default betas, encoder
+    """What the metrics read is exactly the model's inference reconstruction (docs/design.md §7: default betas, encoder
     means) of each image and that image's own mask and labels, in the evaluation pipeline's order; the
     segmentation metric over the context equals the IoU computed here from those."""
     import tensorflow as tf

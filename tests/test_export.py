@@ -21,7 +21,7 @@ import tensorflow as tf
 from onegan_tf import export
 from onegan_tf.config import Config, ModelConfig
 from onegan_tf.model import BETA_NAMES, sample_eps, sample_z
-from onegan_tf.networks import NETWORK_NAMES, example_inputs
+from onegan_tf.networks import NETWORK_NAMES, network_inputs
 
 CFG = ModelConfig(image_size=32, channel_mult=0.125, n_child=6, n_parent=3)
 STEP = 7
@@ -50,7 +50,7 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     keras.utils.set_random_seed(0)
     written = make_run(str(root / "run"))
-    model, step = export.load_run(str(root / "run"))
+    model, step = export.load_model(str(root / "run"))
     assert step == STEP
     path = export.export_saved_model(model, str(root / "serving"), "onegan", step=step)
     assert path == str(root / "serving" / "onegan" / str(STEP))
@@ -136,13 +136,13 @@ def expected_outputs(model, signature, inputs):
 
 def cases():
     """(case name, signature, inputs): every signature with defaults, and the controls set explicitly."""
-    out = [(name, name, export.example_inputs(name, CFG, BATCH)) for name in export.SIGNATURES]
+    out = [(name, name, export.signature_inputs(name, CFG, BATCH)) for name in export.SIGNATURES]
     for name in ("reconstruct", "segment_bytes", "translate"):
-        inputs = export.example_inputs(name, CFG, BATCH)
+        inputs = export.signature_inputs(name, CFG, BATCH)
         inputs.update(betas=np.array([0.3, 0.6, 0.7, 0.9], np.float32), seed=np.array([4, 2], np.int64))
         out.append((f"{name}+controls", name, inputs))
     for name in ("serving_default", "cluster_bytes", "reconstruct_bytes"):
-        inputs = export.example_inputs(name, CFG, BATCH)
+        inputs = export.signature_inputs(name, CFG, BATCH)
         inputs["image_bytes"] = _client_images()
         out.append((f"{name}+jpeg", name, inputs))
     return out
@@ -246,7 +246,7 @@ def test_every_signature_runs_in_a_fresh_tensorflow_only_process_and_matches_the
 
 @pytest.mark.slow
 def test_the_exported_model_has_every_weight_of_the_model_that_wrote_the_run(small_run):
-    restored, step = export.load_run(small_run["run"])
+    restored, step = export.load_model(small_run["run"])
     assert step == STEP
     for name, net in small_run["model"].networks.items():
         for w, r in zip(net.weights, restored.networks[name].weights, strict=True):
@@ -255,7 +255,7 @@ def test_the_exported_model_has_every_weight_of_the_model_that_wrote_the_run(sma
 
 @pytest.mark.slow
 def test_controls_change_the_outputs_and_empty_controls_are_the_inference_defaults(loaded):
-    inputs = {k: tf.constant(v) for k, v in export.example_inputs("reconstruct", CFG, BATCH).items()}
+    inputs = {k: tf.constant(v) for k, v in export.signature_inputs("reconstruct", CFG, BATCH).items()}
     default = loaded.signatures["reconstruct"](**inputs)["I_hat"].numpy()
     ones = loaded.signatures["reconstruct"](**{**inputs, "betas": tf.ones((4,))})["I_hat"].numpy()
     mixed = loaded.signatures["reconstruct"](**{**inputs, "betas": tf.constant([0.0, 0.0, 0.5, 0.5])})["I_hat"]
@@ -303,7 +303,7 @@ def test_every_sub_network_round_trips_through_its_keras_file_in_a_fresh_process
     rng = np.random.default_rng(1)
     inputs = {}
     for name in NETWORK_NAMES:
-        parts = example_inputs(name, CFG, batch=2)
+        parts = network_inputs(name, CFG, batch=2)
         parts = parts if isinstance(parts, tuple) else (parts,)
         for i, p in enumerate(parts):
             inputs[f"{name}:{i}"] = rng.uniform(0 if (name == "E_bg" and i) else -1, 1, tuple(p.shape)).astype("f4")
@@ -379,7 +379,7 @@ def test_default_version_is_the_step_or_the_next_free_integer():
 
 def test_export_of_a_folder_without_a_run_names_what_is_missing(tmp_path):
     with pytest.raises(export.ExportError, match="config.json"):
-        export.load_run(str(tmp_path))
+        export.load_model(str(tmp_path))
 
 
 def _error(fn, **inputs):
@@ -405,7 +405,7 @@ def test_wrong_image_shapes_are_refused_naming_the_input(loaded):
 
 @pytest.mark.slow
 def test_undecodable_bytes_are_refused_naming_the_input(loaded):
-    png = export.example_inputs("cluster_bytes", CFG, 1)["image_bytes"][0]
+    png = export.signature_inputs("cluster_bytes", CFG, 1)["image_bytes"][0]
     for name in ("serving_default", "cluster_bytes"):
         message = _error(loaded.signatures[name], image_bytes=np.array([png, b"not an image"], object))
         assert "input `image_bytes`: an element is not an encoded JPEG, PNG" in message, message
@@ -449,7 +449,7 @@ def test_bytes_are_centre_cropped_and_resized_to_the_model_size():
     assert np.abs(got[1] - want).mean() < 0.05  # JPEG is lossy
     from PIL import Image
 
-    from onegan_tf.tasks import prepare_image  # the tasks CLI prepares image files the same way
+    from onegan_tf.data.images import prepare_image  # the tasks CLI prepares image files the same way
     np.testing.assert_allclose(got[0], prepare_image(Image.fromarray(wide), 32), atol=1e-6)
     exact = rng.integers(0, 256, (32, 32, 3), np.uint8)
     np.testing.assert_array_equal(export.decode_images(tf.constant([tf.io.encode_png(exact).numpy()]), 32)[0],

@@ -1,9 +1,9 @@
-"""What one training iteration optimises, read from a logged step (Eq. 10, 14, 18; SPEC §5).
+"""What one training iteration optimises, read from a logged step (Eq. 10, 14, 18; docs/design.md §5).
 
 - Eq. 14 and 18: the logged `total/L_GEN` (Phase I) and `total/L_AE` (Phase II) are the sums of the logged
   terms, each times its configured weight; the weights here are all different from 1 and from each other,
   so a term summed with the wrong weight, or not at all, changes the total.
-- SPEC §5's routing as one table: for every logged term of a Phase IIb step, the network groups it trains,
+- docs/design.md §5's routing as one table: for every logged term of a Phase IIb step, the network groups it trains,
   i.e. whose variables are both in the list the term's optimiser updates and reached by the term's gradient.
   Every stop-gradient of the step (stopped fakes, stopped targets, the fake reconstruction's stopped input)
   is one cell of this table.
@@ -37,7 +37,7 @@ EMBEDDINGS = {"V_bg", "V_p", "V_c"}
 GENERATORS = {"G_bg0", "G_bg1", "G_fg0", "G_fg1", "G_fg2"}
 ENCODERS = {"E_c", "E_p", "E_p bypass", "E_bg"}
 RECONSTRUCTION = EMBEDDINGS | GENERATORS | ENCODERS   # what the reconstructed image depends on
-# Logged term of a Phase IIb step -> the groups it trains (the design's stop-gradients, SPEC §5).
+# Logged term of a Phase IIb step -> the groups it trains (the design's stop-gradients, docs/design.md §5).
 ROUTES = {
     # Generation path: the generated images train embeddings and generators; the discriminators judging
     # them are not in the generators' update.
@@ -119,7 +119,7 @@ def groups(tr: OneGANTrainer) -> dict:
     return out
 
 
-def logged_step(phase: int) -> LoggedStep:
+def logged_step(phase: str) -> LoggedStep:
     keras.utils.set_random_seed(0)
     cfg = tiny_config(**WEIGHTS)
     tr = OneGANTrainer(cfg)
@@ -135,7 +135,7 @@ def logged_step(phase: int) -> LoggedStep:
 
 @pytest.fixture(scope="module")
 def phase_iib():
-    return logged_step(2)
+    return logged_step("IIb")
 
 
 def weighted_sum(terms: dict) -> float:
@@ -149,7 +149,7 @@ def weighted_sum(terms: dict) -> float:
 
 
 def test_phase_one_total_is_eq_14_with_the_configured_weights():
-    terms = logged_step(0).terms
+    terms = logged_step("I").terms
     assert set(GEN_WEIGHT) <= set(terms)
     np.testing.assert_allclose(float(terms["total/L_GEN"]), weighted_sum(terms), rtol=1e-5)
 

@@ -1,4 +1,4 @@
-"""`onegan_tf.data.labeled`: the labelled images of the classifier tools, and `flags.parse_private`."""
+"""`onegan_tf.data.labeled`: the labelled images of the classifier tools, and `cli.parse`."""
 
 import os
 
@@ -7,8 +7,8 @@ import pytest
 from absl import flags
 from PIL import Image
 
+from onegan_tf.cli import parse
 from onegan_tf.data import labeled
-from onegan_tf.flags import parse_private
 
 
 def _save(path, pixels):
@@ -60,12 +60,12 @@ def _define(fv):
 
 
 def test_parse_private_checks_required_flags_and_prints_the_usage(capsys):
-    fv = parse_private(["tool", "--a=1", "--c=2"], _define, required=("a", ("b", "c")), usage="tool --a=X")
+    fv = parse(["tool", "--a=1", "--c=2"], _define, required=("a", ("b", "c")), usage="tool --a=X")
     assert fv.a == "1" and fv.c == "2"
-    assert parse_private(["tool", "--a=1"], _define, required=("a", ("b", "c")), usage="tool --a=X") is None
+    assert parse(["tool", "--a=1"], _define, required=("a", ("b", "c")), usage="tool --a=X") is None
     err = capsys.readouterr().err
     assert "--a and at least one of --b, --c are required" in err and "usage: tool --a=X" in err
-    assert parse_private(["tool", "--b=1"], _define, required=("a", "b", "c")) is None
+    assert parse(["tool", "--b=1"], _define, required=("a", "b", "c")) is None
     assert "--a, --b and --c are required" in capsys.readouterr().err
-    assert parse_private(["tool", "--d=1"], _define) is None
+    assert parse(["tool", "--d=1"], _define) is None
     assert "Unknown command line flag 'd'" in capsys.readouterr().err

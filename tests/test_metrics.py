@@ -1,4 +1,4 @@
-"""SPEC §7: the metric math against independent references, and the registered metrics on fake contexts."""
+"""docs/design.md §7: the metric math against independent references, and the registered metrics on fake contexts."""
 
 import itertools
 import time

@@ -1,4 +1,4 @@
-"""SPEC §1, §4, §5 / paper Eq. 1-9: the hierarchy, composition, both paths, mixup and the input checks."""
+"""docs/design.md §1, §4, §5 / paper Eq. 1-9: the hierarchy, composition, both paths, mixup and the input checks."""
 
 import contextlib
 import dataclasses
@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from onegan_tf import model as M
-from onegan_tf.config import DATASET_CLASSES, ConfigError, ModelConfig
+from onegan_tf.config import DATASET_CLASSES, ConfigError, ModelConfig, parent_of
 from onegan_tf.model import OneGAN
 
 N_C, N_P, BATCH = 6, 3, 3
@@ -72,16 +72,16 @@ def assert_same(a, b):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Hierarchy (SPEC §1, Eq. 1) and composition (Eq. 5).
+# Hierarchy (docs/design.md §1, Eq. 1) and composition (Eq. 5).
 
 
 @pytest.mark.parametrize("dataset", sorted(DATASET_CLASSES))
 def test_parent_of_groups_consecutive_children_evenly(dataset):
     n_child, n_parent = DATASET_CLASSES[dataset]
     cfg = ModelConfig(n_child=n_child, n_parent=n_parent)
-    parents = np.asarray(M.parent_of(tf.range(n_child), cfg))
+    parents = np.asarray(parent_of(tf.range(n_child), cfg.children_per_parent))
     np.testing.assert_array_equal(parents, np.repeat(np.arange(n_parent), n_child // n_parent))
-    assert M.parent_of(n_child - 1, cfg) == n_parent - 1
+    assert parent_of(n_child - 1, cfg.children_per_parent) == n_parent - 1
 
 
 def test_embed_derives_the_parent_and_uses_it_as_the_background_class():

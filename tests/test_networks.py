@@ -1,4 +1,4 @@
-"""SPEC §3 / supplementary Tab. 3-9: the sub-networks' parameter counts, output shapes and input checks."""
+"""docs/design.md §3 / supplementary Tab. 3-9: the sub-networks' parameter counts, output shapes and input checks."""
 
 import keras
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 from onegan_tf import networks
 from onegan_tf.config import DATASET_CLASSES, ModelConfig
 
-# SPEC §3, Birds (N_C = 200, N_P = 20), image size 128, channel multiplier 1.0.
+# docs/design.md §3, Birds (N_C = 200, N_P = 20), image size 128, channel multiplier 1.0.
 PAPER_COUNTS = {
     "V_bg": 640, "V_p": 320, "V_c": 6_400, "G_bg0": 16_125_440, "G_bg1": 775_459, "G_fg0": 15_601_152,
     "G_fg1": 811_520, "G_fg2": 545_380, "E_c": 29_112_456, "E_p": 39_856_252, "E_bg": 3_020_672,
@@ -78,7 +78,7 @@ def small_config(size, **kw):
 
 
 def expected_shapes(cfg, batch=BATCH):
-    """The named outputs of every network (SPEC §3), from the spec's sizes and `cfg.width`."""
+    """The named outputs of every network (docs/design.md §3), from the spec's sizes and `cfg.width`."""
     S, a, w, hidden = cfg.image_size, cfg.image_size // 8, cfg.width, cfg.width(networks.HIDDEN)
     A = (batch, a, a, w(256))
     grid, feat = D_BG_GRID[S], D_BG_FEATURES[S]
@@ -114,12 +114,12 @@ def test_every_network_outputs_the_named_tensors_of_spec_shapes(small_nets):
     assert tuple(nets) == networks.NETWORK_NAMES
     expected = expected_shapes(cfg)
     for name, net in nets.items():
-        assert shapes_of(net(networks.example_inputs(name, cfg, BATCH))) == expected[name], name
+        assert shapes_of(net(networks.network_inputs(name, cfg, BATCH))) == expected[name], name
 
 
 def test_patch_discriminator_keeps_a_grid_of_at_least_two_by_two_patches(small_nets):
     cfg, nets = small_nets
-    out = nets["D_bg"](networks.example_inputs("D_bg", cfg, 1))
+    out = nets["D_bg"](networks.network_inputs("D_bg", cfg, 1))
     assert out["D_bgA"].shape[1] >= 2 and out["D_bgA"].shape[2] >= 2
     if cfg.image_size == 128:
         assert networks.D_BG_GEOMETRY[128] == (126, (2, 2, 4))  # Tab. 8: resize to 126, strides 2, 2, 4
@@ -142,14 +142,14 @@ def test_norm_variants_build_every_generator_with_the_same_shapes(norm):
     nets = networks.build_networks(cfg)
     expected = expected_shapes(cfg)
     for name in ("G_bg0", "G_bg1", "G_fg0", "G_fg1", "G_fg2", "E_p", "E_bg"):
-        assert shapes_of(nets[name](networks.example_inputs(name, cfg, BATCH))) == expected[name], name
+        assert shapes_of(nets[name](networks.network_inputs(name, cfg, BATCH))) == expected[name], name
     glu = nets["G_fg1"].up1.glu
     assert glu.norm == norm
 
 
 def test_mask_head_sees_the_parent_code_only_when_asked():
     cfg = small_config(32)
-    inputs = networks.example_inputs("G_fg2", cfg, 1)
+    inputs = networks.network_inputs("G_fg2", cfg, 1)
     widths = (cfg.width(32), cfg.width(16))
     for sees_parent, extra in ((True, cfg.d_p), (False, 0)):
         G_fg2 = networks.ForegroundRenderer(widths, mask_sees_parent=sees_parent)
@@ -184,7 +184,8 @@ def test_bias_rule_only_layers_not_followed_by_a_norm_have_a_bias(small_nets):
     assert not any(layer.use_bias for layer in followed_by_norm)
     heads = [nets["G_bg1"].to_rgb, nets["G_fg2"].to_rgb, nets["G_fg2"].to_mask, nets["E_c"].logits,
              nets["E_c"].mu, nets["E_c"].sigma, nets["E_p"].logits, nets["E_p"].mu_z, nets["D_c"].head_a,
-             nets["D_c"].head_b, nets["D_bg"].head_a, nets["D_bg"].head_b, nets["D_bg"].conv1, nets["D_bg"].conv2, nets["D_bg"].conv3]
+             nets["D_c"].head_b, nets["D_bg"].head_a, nets["D_bg"].head_b, nets["D_bg"].conv1, nets["D_bg"].conv2,
+             nets["D_bg"].conv3]
     assert all(layer.use_bias for layer in heads)
 
 

@@ -36,7 +36,7 @@ def one_step(cfg, phase, max_steps=1):
     """Steps (at most `max_steps`) until the generators' update moves a weight -> (trainer, terms, moved, steps)."""
     keras.utils.set_random_seed(0)
     tr = OneGANTrainer(cfg)
-    if phase:
+    if phase != "I":
         tr.init_clones()
     b, s = cfg.train.batch_size, cfg.model.image_size
     rng = np.random.default_rng(0)
@@ -57,7 +57,7 @@ def test_a_mixed_precision_step_of_every_path_is_finite_and_trains(policy, eager
     policy(precision)
     cfg = tiny_config(mixed_precision=precision)
     scaled = precision == "mixed_float16"
-    tr, terms, moved, steps = one_step(cfg, phase=2, max_steps=16 if scaled else 1)
+    tr, terms, moved, steps = one_step(cfg, phase="IIb", max_steps=16 if scaled else 1)
     assert tr.model.G_fg1.compute_dtype == compute and tr.model.G_fg1.variable_dtype == "float32"
     assert isinstance(tr.opt_G, keras.optimizers.LossScaleOptimizer) == scaled
     assert "total/L_AE" in terms and all(np.isfinite(v) for v in terms.values()), terms
@@ -69,6 +69,6 @@ def test_a_mixed_precision_step_of_every_path_is_finite_and_trains(policy, eager
 @pytest.mark.slow
 def test_an_xla_compiled_step_is_finite_and_trains():
     cfg = tiny_config(jit_compile=True)
-    _, terms, moved, _ = one_step(cfg, phase=0)
+    _, terms, moved, _ = one_step(cfg, phase="I")
     assert "total/L_GEN" in terms and all(np.isfinite(v) for v in terms.values()), terms
     assert moved["G_fg2"] > 0 and moved["D_c"] > 0

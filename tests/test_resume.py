@@ -1,4 +1,4 @@
-"""Kill-and-resume (SPEC §5: checkpoints hold all clones and the current phase) and refusing to resume a
+"""Kill-and-resume (docs/design.md §5: checkpoints hold all clones and the current phase) and refusing to resume a
 checkpoint of another configuration."""
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 import pytest
-
 from tiny import REPO, RUN_FLAGS, reference_run, run_train, tiny_flags, train_command, train_env
 
 

@@ -1,4 +1,4 @@
-"""No retracing: each phase's training step is traced once, whatever the batch's values (issue 7).
+"""No retracing: each phase's training step is traced once, whatever the batch's values.
 
 A retrace per step would re-run Python and re-optimise the graph every iteration (seconds each on a CPU);
 it happens when an input changes its structure, dtype or shape, or when a Python value is passed where a
@@ -12,7 +12,6 @@ import json
 import os
 
 import pytest
-
 from tiny import RUN_FLAGS, reference_run
 
 

@@ -46,8 +46,8 @@ LOADER = textwrap.dedent("""
 
 
 def random_inputs(name, cfg, rng):
-    """`example_inputs`' shapes filled with values in the ranges the networks see (images, masks in [0, 1])."""
-    example = networks.example_inputs(name, cfg, batch=2)
+    """`network_inputs`' shapes filled with values in the ranges the networks see (images, masks in [0, 1])."""
+    example = networks.network_inputs(name, cfg, batch=2)
     parts = example if isinstance(example, tuple) else (example,)
     values = []
     for i, part in enumerate(parts):
@@ -106,7 +106,7 @@ def paper_nets():
 def test_every_network_rebuilds_from_its_config(paper_nets, name):
     net = paper_nets[name]
     clone = type(net).from_config(net.get_config())
-    clone(networks.example_inputs(name, CONFIGS["paper"]))
+    clone(networks.network_inputs(name, CONFIGS["paper"]))
     assert clone.get_config() == net.get_config()
     assert clone.count_params() == net.count_params()
     assert keras.saving.get_registered_name(type(net)) == f"onegan_tf>{type(net).__name__}"

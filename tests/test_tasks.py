@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+from tiny import REPO, tiny_config, train_env
 
 from onegan_tf import tasks
 from onegan_tf.checkpoint import CheckpointMismatchError, find_checkpoint, load_run
-from tiny import REPO, tiny_config, train_env
+from onegan_tf.data import images as user_images
 
 STEP = 7
 _RUN = {}
@@ -189,7 +190,7 @@ def test_user_images_of_any_mode_and_size(tmp_path):
     Image.new("CMYK", (64, 64), (0, 255, 255, 0)).save(tmp_path / "c_cmyk.jpg")
     Image.new("RGBA", (10, 10), (0, 255, 0, 128)).save(tmp_path / "d_rgba.png")
     Image.new("P", (33, 33)).save(tmp_path / "e_palette.png")
-    images, paths, skipped = tasks.load_images(str(tmp_path), 32)
+    images, paths, skipped = user_images.load_images(str(tmp_path), 32)
     assert images.shape == (5, 32, 32, 3) and images.dtype == np.float32 and not skipped
     assert [os.path.basename(p) for p in paths] == ["a_wide.png", "b_gray.png", "c_cmyk.jpg", "d_rgba.png",
                                                    "e_palette.png"]

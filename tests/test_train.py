@@ -1,4 +1,4 @@
-"""Training (SPEC §5, paper Sec. 4): every phase's loss terms finite and logged, the discriminator clones of
+"""Training (docs/design.md §5, paper Sec. 4): every phase's loss terms finite and logged, the discriminator clones of
 Phase II, TensorBoard scalars/figures/profile, a NaN stopping the run, errors on bad input before any work,
 `--dry_run`, and one step of the full-size model."""
 
@@ -14,7 +14,6 @@ import types
 
 import numpy as np
 import pytest
-
 from tiny import REPO, reference_run, run_train, tiny_config
 
 GEN_TERMS = {"gen/L_G", "gen/L_E", "gen/L_MSE", "gen/L_Rv", "gen/L_RM"}
@@ -148,7 +147,7 @@ def test_phase_two_clones_discriminators_with_their_optimiser_state():
         assert _same(_opt_state(trainer.d_optimizers()[path]), gen_opt)
     assert int(trainer.opt_D_rec_fake.iterations.numpy()) == 1
 
-    out = trainer.train_step(_tiny_batch(cfg), phase=1)
+    out = trainer.train_step(_tiny_batch(cfg), phase="IIa")
     assert all(np.isfinite(float(v)) for v in out.values())
     assert {"D_rec_fake/L_D", "rec_fake/L_G"} <= set(out) and not any(k.startswith("rec_real") for k in out)
     now = {p: [_weights(n) for n in trainer.discriminators(p)] for p in ("gen",) + CLONED_PATHS}
@@ -188,7 +187,7 @@ def _gradient_norms(trainer, phase, term):
 
 @pytest.mark.parametrize("phase", [0, 1])
 def test_L_MSE_trains_the_encoders_only_and_L_E_also_the_generators(phase):
-    """SPEC §5: L_MSE (Eq. 13) matches the encoders' codes to the generator's, so it trains E_p, E_c, E_bg and
+    """docs/design.md §5: L_MSE (Eq. 13) matches the encoders' codes to the generator's, so it trains E_p, E_c, E_bg and
     nothing upstream of the generated image; L_E (Eq. 12) trains the generators through the encoders'
     classification. Phase I encodes the stopped fake for L_MSE alone; from IIa the fake path shares it."""
     import keras
@@ -218,7 +217,7 @@ def test_variables_without_gradient_in_phase_one_start_their_adam_count_in_phase
     trainer = OneGANTrainer(cfg)
     batch = _tiny_batch(cfg)
     for _ in range(cfg.train.phase1_steps):
-        trainer.train_step(batch, phase=0)
+        trainer.train_step(batch, phase="I")
     trainer.init_clones()
     skipped = dict(zip((v.path for v in trainer.g_vars), trainer.opt_G._skipped_iterations.numpy()))
     late = {p for p, k in skipped.items() if k}
@@ -229,7 +228,7 @@ def test_variables_without_gradient_in_phase_one_start_their_adam_count_in_phase
     assert not any(p.startswith(("G_", "V_")) for p in late), late
 
     before = {v.path: v.numpy() for v in trainer.g_vars if v.path in late}
-    trainer.train_step(batch, phase=1)
+    trainer.train_step(batch, phase="IIa")
     for v in trainer.g_vars:
         if v.path in late:
             step = np.abs(v.numpy() - before[v.path])
@@ -379,7 +378,7 @@ def test_one_phase_iib_step_of_the_full_size_model_at_batch_2(full_size_trainer)
     batch = _tiny_batch(cfg)
     before = np.array(trainer.model.G_fg2.weights[0])
     t0 = time.time()
-    out = trainer.train_step(batch, phase=2)
+    out = trainer.train_step(batch, phase="IIb")
     elapsed = time.time() - t0
     print(f"full-size Phase IIb step at batch 2 (trace + run): {elapsed:.1f} s")
     assert _expected_terms(("rec_fake", "rec_real")) == {f"loss/{k}" for k in out}

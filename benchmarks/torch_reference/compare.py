@@ -149,7 +149,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("mode", choices=("check", "bench", "settings"))
     venv = os.path.join(ROOT, ".venv/bin/python")
-    ap.add_argument("--tf_python", default=os.environ.get("TF_PYTHON", venv if os.path.exists(venv) else sys.executable))
+    ap.add_argument("--tf_python",
+                    default=os.environ.get("TF_PYTHON", venv if os.path.exists(venv) else sys.executable))
     ap.add_argument("--torch_python", default=os.environ.get("TORCH_PYTHON", "/work/venv-torch/bin/python"))
     ap.add_argument("--image_size", type=int, default=32)
     ap.add_argument("--channel_mult", type=float, default=0.25)

@@ -527,7 +527,8 @@ class Trainer:
             fake = path == "rec_fake"
             D_bg, D_c = self.D[path]
             src = sources[path]
-            L_VAE = kl(r["mu_p"], r["sigma_p"], r["v_p"]) + kl(r["mu_c"], r["sigma_c"], r["v_c"]) + kl(r["mu_z"], r["sigma_z"])
+            L_VAE = (kl(r["mu_p"], r["sigma_p"], r["v_p"]) + kl(r["mu_c"], r["sigma_c"], r["v_c"])
+                     + kl(r["mu_z"], r["sigma_z"]))
             L_REC = l1(src, r["I_hat"])
             if fake:
                 L_REC = L_REC + l1(gen["I_bg"].detach(), r["I_bg_hat"]) + l1(gen["I_m"].detach(), r["I_m_hat"])

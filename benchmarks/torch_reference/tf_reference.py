@@ -27,8 +27,8 @@ def main():
     if unknown:
         ap.error(f"--phases: unknown {sorted(unknown)}; the phases are {', '.join(PHASES)}")
     model = OneGAN(ModelConfig(image_size=a.image_size, channel_mult=a.channel_mult))
-    steps = {name: flops.step_flops(model, TrainConfig(), phase, a.batch_size) for phase, name in enumerate(PHASES)
-             if name in a.phases.split(",")}
+    steps = {phase: flops.step_flops(model, TrainConfig(), phase, a.batch_size) for phase in PHASES
+             if phase in a.phases.split(",")}
     out = {"params": model.parameter_counts(),
            "forward_flops": {name: f["forward"] for name, f in steps.items()},
            "training_flops": {name: f["training"] for name, f in steps.items()}}

@@ -1,5 +1,5 @@
 """Data: sources (CUB, TFDS, folder, synthetic) → protocol (80/20 split, crops, background patches) →
-tf.data pipelines (SPEC §6).
+tf.data pipelines (docs/design.md §6).
 
 The training loop calls `train_streams`, evaluation calls `eval_dataset`, and `describe` reports what a
 configuration yields. Imported lazily so that `onegan_tf.data.synthetic` and the sources load without

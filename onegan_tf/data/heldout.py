@@ -18,6 +18,7 @@ import sys
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
 
 from onegan_tf.data.synthetic import SyntheticSpec, generate
 
@@ -37,7 +38,6 @@ def image_size(index: int) -> int:
 
 def write(out_dir: str, n: int = N_IMAGES) -> None:
     """Write images 0 .. n - 1 of the held-out set to `out_dir` (which must be empty or new)."""
-    from PIL import Image
 
     if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
         raise FileExistsError(f"heldout.write: {out_dir!r} exists and is not an empty folder; refusing to "

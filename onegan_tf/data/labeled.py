@@ -3,7 +3,7 @@
 `load(data, size, ...)` reads `data`, a folder `<root>/<class_name>/*.png|jpg` (classes are the sub-folders,
 sorted by name) or `synthetic` (`onegan_tf.data.synthetic`, labelled by child or parent class), into
 (images float32 [N, size, size, 3] in [-1, 1], int32 labels [N], class names). Every image is prepared as
-the project prepares user images (`onegan_tf.tasks.prepare_image`): the centred square crop, bilinear resize
+the project prepares user images (`onegan_tf.data.images.prepare_image`): the centred square crop, bilinear resize
 with antialiasing, rounded to 8-bit values. Each tool splits the arrays its own way; `dataset` batches them.
 """
 
@@ -12,6 +12,11 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from onegan_tf.data import synthetic
+from onegan_tf.data.images import SkippedFile, load_image, prepare_image
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 LABELS = ("child", "parent")
@@ -19,8 +24,6 @@ LABELS = ("child", "parent")
 
 def load_folder(root: str, size: int):
     """(images, labels, class names) from `<root>/<class_name>/*`; unreadable files are named in the error."""
-    from onegan_tf.tasks import SkippedFile, load_image
-
     if not os.path.isdir(root):
         raise FileNotFoundError(f"--data={root!r}: not a folder (expected <root>/<class_name>/*.png|jpg, "
                                 "or --data=synthetic)")
@@ -46,11 +49,6 @@ def load_synthetic(num_images: int, size: int, seed: int, label: str = "child", 
                    children_per_parent: int = 3, resolution: int | None = None):
     """(images, labels, class names) of the first `num_images` synthetic examples, drawn at `resolution`
     (default `size`) and labelled by `label` (child or parent class)."""
-    from PIL import Image
-
-    from onegan_tf.data import synthetic
-    from onegan_tf.tasks import prepare_image
-
     if label not in LABELS:
         raise ValueError(f"--label={label!r}: use child or parent")
     spec = synthetic.SyntheticSpec(n_parents=n_parents, children_per_parent=children_per_parent,
@@ -73,8 +71,6 @@ def load(data: str, size: int, seed: int = 0, num_images: int = 600, label: str 
 def dataset(images: np.ndarray, labels: np.ndarray, idx: np.ndarray, batch_size: int, seed: int,
             training: bool):
     """tf.data batches of images[idx], labels[idx]; training ones are shuffled and randomly flipped (seeded)."""
-    import tensorflow as tf
-
     ds = tf.data.Dataset.from_tensor_slices((images[idx], labels[idx]))
     if training:
         ds = ds.shuffle(len(idx), seed=seed).map(lambda x, y: (tf.image.random_flip_left_right(x, seed=seed), y))

@@ -1,4 +1,4 @@
-"""tf.data pipelines the trainer and the evaluator read (SPEC §6, issue 3).
+"""tf.data pipelines the trainer and the evaluator read (docs/design.md §6).
 
 `train_streams` gives the two real domains of Eq. 10: X_c (object crops, random horizontal flip) and X_bg
 (background patches, random horizontal flip — patches are textures, flipping them is a free augmentation
@@ -31,7 +31,6 @@ from onegan_tf.data.protocol import Protocol, build_protocol, object_crop
 from onegan_tf.data.sources import DataError, Example, parent_of
 
 AUTOTUNE = tf.data.AUTOTUNE
-_STREAM_SALT = {"x_c": 1, "x_bg": 2}
 _MAX_CACHE_BYTES = 1536 * 2**20  # an in-graph uint8 table must stay well below the 2 GB graph limit
 
 
@@ -172,7 +171,7 @@ def eval_dataset(data_cfg: DataConfig, image_size: int, batch_size: int, split: 
 
     split: "object" (the 80 %), "background_images" (the 20 %), "all", or "test" (synthetic's held-out set).
     classes: the model's (N_C, N_P); a child the source names no parent for then gets the contiguous-block
-    parent c // (N_C // N_P) (SPEC §1) — how a CUB-format tree without a parent file is evaluated.
+    parent c // (N_C // N_P) (docs/design.md §1) — how a CUB-format tree without a parent file is evaluated.
     The last batch may be smaller than batch_size.
     """
     protocol = build_protocol(data_cfg)

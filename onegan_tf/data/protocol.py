@@ -1,4 +1,4 @@
-"""The data protocol of paper Sec. 5 (SPEC §6): the seeded 80/20 split, the object crop and the
+"""The data protocol of paper Sec. 5 (docs/design.md §6): the seeded 80/20 split, the object crop and the
 background patches — plain numpy geometry on the validated `Example`s, no TensorFlow.
 
 - **Split.** The key-sorted examples are permuted by `split_seed`; the first 80 % (floor) are the object
@@ -69,7 +69,7 @@ class Protocol:
 
 
 def split_object_background(examples: tuple[Example, ...], seed: int) -> tuple[tuple, tuple]:
-    """Seeded 80/20 split of the examples (SPEC §6); both halves in key order."""
+    """Seeded 80/20 split of the examples (docs/design.md §6); both halves in key order."""
     examples = tuple(sorted(examples, key=lambda e: e.key))
     order = np.random.default_rng(seed).permutation(len(examples))
     n_object = len(examples) * OBJECT_NUMERATOR // OBJECT_DENOMINATOR

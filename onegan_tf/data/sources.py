@@ -1,4 +1,4 @@
-"""Image sources: where the images, boxes, labels and masks come from (SPEC §6, issue 3).
+"""Image sources: where the images, boxes, labels and masks come from (docs/design.md §6).
 
 A source turns one on-disk (or generated) dataset into a `Source`: a flat, key-sorted list of validated
 `Example`s plus what is known about the classes. Every image is opened once here (PIL, in a thread pool):
@@ -38,9 +38,10 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from onegan_tf.config import DATA_SOURCES, DATASET_CLASSES, DataConfig
+from onegan_tf.config import DATA_SOURCES, DATASET_CLASSES, DataConfig, parent_of
+from onegan_tf.files import atomic_write, write_bytes
 
-# TFDS builder name -> the paper's dataset (class counts, SPEC §1).
+# TFDS builder name -> the paper's dataset (class counts, docs/design.md §1).
 TFDS_DATASETS = {"caltech_birds2011": "birds", "stanford_dogs": "dogs", "cars196": "cars"}
 SOURCES = DATA_SOURCES
 
@@ -107,11 +108,11 @@ class _Raw:
     bbox_normalized_yx: bool = False
 
 
-def parent_of(child: int, n_child: int | None, n_parent: int | None) -> int:
-    """p = c // (N_C // N_P) (SPEC §1); -1 when the hierarchy is unknown."""
+def parent_label(child: int, n_child: int | None, n_parent: int | None) -> int:
+    """`config.parent_of` of a labelled example; -1 when its child label or the hierarchy is unknown."""
     if child < 0 or not n_child or not n_parent:
         return -1
-    return child // (n_child // n_parent)
+    return parent_of(child, n_child // n_parent)
 
 
 # --------------------------------------------------------------------------------------------------- load
@@ -346,10 +347,10 @@ def _load_folder(cfg: DataConfig) -> Source:
                          child=int(a.get("child", -1)), parent=int(a.get("parent", -1)),
                          mask=resolve(a["mask"], "masks") if a.get("mask") else None))
     has_labels = bool(raws) and all(r.child >= 0 for r in raws)
-    if spec.get("n_child") and spec.get("n_parents"):  # parents follow from children (SPEC §1)
+    if spec.get("n_child") and spec.get("n_parents"):  # parents follow from children (docs/design.md §1)
         for r in raws:
             if r.parent < 0:
-                r.parent = parent_of(r.child, spec["n_child"], spec["n_parents"])
+                r.parent = parent_label(r.child, spec["n_child"], spec["n_parents"])
     n_child = spec.get("n_child") or (max(r.child for r in raws) + 1 if has_labels else None)
     n_parent = spec.get("n_parents") or spec.get("n_parent") or (
         max(r.parent for r in raws) + 1 if raws and all(r.parent >= 0 for r in raws) else None)
@@ -390,7 +391,7 @@ def _load_tfds(cfg: DataConfig) -> Source:
             child = int(ex["label"])
             raws.append(_Raw(key=f"{split}/{fname}" if fname else f"{split}/{i:06d}",
                              image=ex["image"], bbox=tuple(float(v) for v in box), child=child,
-                             parent=parent_of(child, n_child, n_parent), mask=ex.get("segmentation_mask"),
+                             parent=parent_label(child, n_child, n_parent), mask=ex.get("segmentation_mask"),
                              bbox_normalized_yx=True))
     if cfg.mask_dir:
         _attach_mask_dir(raws, cfg.mask_dir, lambda r: os.path.splitext(os.path.basename(r.key))[0])
@@ -423,10 +424,7 @@ def _extract_to_files(raws: list[_Raw], files_dir: str) -> None:
             path = os.path.join(files_dir, stem + suffix)
             data = value if isinstance(value, bytes) else _encode_png(np.asarray(value))
             if not os.path.exists(path) or os.path.getsize(path) != len(data):
-                tmp = path + ".tmp"
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, path)
+                write_bytes(path, data)
             setattr(r, attr, path)
 
 
@@ -451,10 +449,7 @@ def _load_synthetic(cfg: DataConfig) -> Source:
         arrays = {k: np.stack([np.asarray(it[k]) for it in items]) if items else np.zeros((0,))
                   for k in ("image", "mask", "bbox", "child", "parent")}
         if cache:
-            os.makedirs(cfg.data_dir, exist_ok=True)
-            tmp = cache + ".tmp.npz"
-            np.savez(tmp, **arrays)
-            os.replace(tmp, cache)
+            atomic_write(cache, lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
     raws = [_Raw(key=f"{'train' if i < n_train else 'test'}/{i:06d}", image=arrays["image"][i],
                  bbox=tuple(int(v) for v in arrays["bbox"][i]), child=int(arrays["child"][i]),
                  parent=int(arrays["parent"][i]), mask=arrays["mask"][i]) for i in range(n_train + n_test)]

@@ -11,7 +11,7 @@ download:
 - **Child = appearance within a parent**: a `PATTERNS` entry (solid with rim, stripes, spots, checker,
   two-tone split, gradient) times a two-colour `PALETTES` entry. Children of one parent differ in both
   pattern and palette; palettes are shared across parents, so colour alone does not identify a child.
-  Child `c` belongs to parent `c // children_per_parent` (SPEC §1); index `i` has child `i % n_child`.
+  Child `c` belongs to parent `c // children_per_parent` (docs/design.md §1); index `i` has child `i % n_child`.
 - **Pose**: random rotation, mirror, position (not centred) and scale, with mask area fraction in
   [0.15, 0.60]. Anti-aliased: the coverage is rendered at `SUPERSAMPLE`x and box-downsampled; the mask is
   that soft coverage >= 0.5, the image is `bg * (1 - cover) + fg * cover`.
@@ -21,23 +21,9 @@ download:
   thresholds fail) and another palette's with probability `OTHER_PALETTE_P` (so a palette colour seen
   anywhere in the image does not give the child away).
 
-Baselines that must NOT solve it (measured with `baselines`, i.e. `onegan_tf.baselines`: a centred disc with
-the mean object area, the border-colour distance at its best threshold, k-means++ on 16x16 pixels, best of 4):
-
-    python -m onegan_tf.data.synthetic --baselines --n 600                    # 4 x 3 classes, 128 px
-    python -m onegan_tf.data.synthetic --baselines --n 600 --seed 1
-    python -m onegan_tf.data.synthetic --baselines --n 600 --n_parents 8 --resolution 64   # 8 x 3, 64 px
-
-    baseline                                       seed 0         seed 1         8x3 @ 64 px
-    IoU, all-foreground mask                       0.276          0.276          0.275
-    IoU, centred disc with the mean area           0.455          0.460          0.433
-    IoU, border-colour distance, best threshold    0.539          0.532          0.555
-    k-means, 16x16 pixels, k = N_C: NMI / ACC      0.270 / 0.277  0.281 / 0.283  0.297 / 0.210
-    k-means, 16x16 pixels, k = N_P: NMI / ACC      0.019 / 0.302  0.024 / 0.310  0.061 / 0.198
-
-(ACC is Hungarian-matched; chance ACC is ~1/N_P = 0.25 for parents.) A method that learned anything should
-beat these by a wide margin. Note that FineGAN's crop (SPEC §6, 1.5 x the box) enlarges the object, so
-the all-foreground IoU on cropped images is higher than above. Speed: ~12 ms per 128 px image on one core.
+Trivial baselines must NOT solve it: `python -m onegan_tf.baselines --n 600` scores a centred disc with
+the mean object area, the border-colour distance at its best threshold and k-means on 16x16 pixels on the
+uncropped images. A method that learned anything should beat them by a wide margin.
 
 `python -m onegan_tf.data.synthetic --write DIR --n N` writes the set in the folder format of the data
 pipeline (`write_dataset`); `--write_plain DIR` the images alone and `--write_backgrounds DIR` the
@@ -46,7 +32,6 @@ backgrounds alone (`write_images`), the box-free route of data/README.md.
 
 from __future__ import annotations
 
-import argparse
 import colorsys
 import dataclasses
 import json
@@ -55,6 +40,12 @@ import sys
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
+from absl import flags
+from PIL import Image
+from scipy import ndimage
+
+from onegan_tf import cli
+from onegan_tf.files import write_text
 
 FAMILIES = ("bird", "star", "car", "fish", "leaf", "mushroom", "crescent", "tree")
 PATTERNS = ("solid", "stripes", "spots", "checker", "split", "gradient")
@@ -101,7 +92,8 @@ class SyntheticSpec:
         object.__setattr__(self, "families", tuple(self.families))
         object.__setattr__(self, "area_range", tuple(float(a) for a in self.area_range))
         object.__setattr__(self, "backgrounds", tuple(self.backgrounds))
-        unknown = [f for f in self.families if f not in FAMILIES] + [b for b in self.backgrounds if b not in BACKGROUNDS]
+        unknown = ([f for f in self.families if f not in FAMILIES]
+                   + [b for b in self.backgrounds if b not in BACKGROUNDS])
         if unknown or len(set(self.families)) != len(self.families) or not self.backgrounds:
             raise ValueError(f"SyntheticSpec: families must be distinct names from {FAMILIES} and backgrounds a "
                              f"non-empty list from {BACKGROUNDS}; got {self.families}, {self.backgrounds}.")
@@ -420,7 +412,6 @@ def _foreground(inst: _Instance, res: int, layout, mask: np.ndarray) -> np.ndarr
     p = inst.pattern
     if p == "solid":
         # Colour B only on a rim a few pixels wide: the mask minus its erosion.
-        from scipy import ndimage
         rim_px = max(1, int(round(res / 40)))
         w = (~ndimage.binary_erosion(mask, iterations=rim_px)).astype(np.float32)
     elif p == "stripes":
@@ -548,8 +539,6 @@ def generate_many(spec: SyntheticSpec, indices: Iterable[int]) -> list[dict]:
 def write_dataset(out_dir: str, spec: SyntheticSpec, n: int, start: int = 0) -> None:
     """Write examples start .. start + n - 1 as images/XXXXXX.png, masks/XXXXXX.png, annotations.json
     (a list of {file, mask, bbox, child, parent}, paths relative to out_dir) and spec.json."""
-    from PIL import Image
-
     if os.path.isdir(out_dir) and os.listdir(out_dir):
         raise FileExistsError(f"write_dataset: {out_dir!r} is not empty; refusing to overwrite. "
                               f"Pass an empty or new folder, or delete this one first.")
@@ -565,20 +554,17 @@ def write_dataset(out_dir: str, spec: SyntheticSpec, n: int, start: int = 0) -> 
         Image.fromarray(ex["mask"]).save(os.path.join(out_dir, "masks", name))
         annotations.append({"file": f"images/{name}", "mask": f"masks/{name}", "bbox": list(ex["bbox"]),
                             "child": ex["child"], "parent": ex["parent"]})
-    with open(os.path.join(out_dir, "annotations.json"), "w") as f:
-        json.dump(annotations, f)
+    write_text(os.path.join(out_dir, "annotations.json"), json.dumps(annotations))
     meta = dict(dataclasses.asdict(spec), n=n, start=start, n_child=spec.n_child,
                 children={c: dict(zip(("family", "pattern", "palette"), spec.child_appearance(c)))
                           for c in range(spec.n_child)})
-    with open(os.path.join(out_dir, "spec.json"), "w") as f:
-        json.dump(meta, f, indent=1)
+    write_text(os.path.join(out_dir, "spec.json"), json.dumps(meta, indent=1))
 
 
 def write_images(out_dir: str, spec: SyntheticSpec, n: int, start: int = 0, backgrounds: bool = False) -> None:
     """Write examples start .. start + n - 1 as plain XXXXXX.png files and nothing else: the box-free
     layout of the folder source. backgrounds=True writes each example's background alone (`render_background`),
     the object-free images of `--background_dir`."""
-    from PIL import Image
 
     if os.path.isdir(out_dir) and os.listdir(out_dir):
         raise FileExistsError(f"write_images: {out_dir!r} is not empty; refusing to overwrite. "
@@ -589,33 +575,7 @@ def write_images(out_dir: str, spec: SyntheticSpec, n: int, start: int = 0, back
         Image.fromarray(image).save(os.path.join(out_dir, f"{i:06d}.png"))
 
 
-# ----------------------------------------------------------------------------------------------------
-# Baselines that must fail: the set is only useful if trivial methods do not solve it.
-
-
-def baselines(spec: SyntheticSpec, n: int = 600, examples: list[dict] | None = None) -> dict[str, float]:
-    """Scores of trivial segmenters and of k-means on raw pixels; all should be poor (module docstring).
-
-    The same functions (`onegan_tf.baselines`) score the demo's report, here on the uncropped images.
-    """
-    from onegan_tf import baselines as trivial
-
-    ex = examples if examples is not None else generate_many(spec, range(n))
-    gt = np.stack([e["mask"] > 127 for e in ex])
-    images = np.stack([e["image"] for e in ex]).astype(np.float32) / 127.5 - 1.0
-    child = np.array([e["child"] for e in ex])
-    parent = np.array([e["parent"] for e in ex])
-    b = trivial.all_baselines(images, gt, child, parent, trivial.mean_area_fraction(gt), spec.n_child,
-                              spec.n_parents, spec.seed)
-    return {"n": float(len(ex)), "all_fg_iou": b["all_foreground"]["iou"],
-            "centred_ellipse_iou": b["centred_ellipse"]["iou"], "border_colour_iou": b["border_colour"]["iou"],
-            "kmeans_child_nmi": b["kmeans_child"]["nmi"], "kmeans_child_acc": b["kmeans_child"]["acc"],
-            "kmeans_parent_nmi": b["kmeans_parent"]["nmi"], "kmeans_parent_acc": b["kmeans_parent"]["acc"]}
-
-
 def _save_grid(spec: SyntheticSpec, path: str, rows: int) -> None:
-    from PIL import Image
-
     cols = spec.n_child
     tiles = generate_many(spec, range(rows * cols))
     r = spec.resolution
@@ -626,40 +586,50 @@ def _save_grid(spec: SyntheticSpec, path: str, rows: int) -> None:
     Image.fromarray(grid).save(path)
 
 
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("write", None, "Write --n images to this folder (must be empty or new).", flag_values=fv)
+    flags.DEFINE_string("write_plain", None, "Write --n images alone (no boxes, labels or masks) to this folder: a "
+                        "box-free folder source.", flag_values=fv)
+    flags.DEFINE_string("write_backgrounds", None, "Write the backgrounds alone of --n examples to this folder: "
+                        "object-free images for --background_dir.", flag_values=fv)
+    flags.DEFINE_string("grid", None, "Save a grid PNG here: one column per child, --rows rows.", flag_values=fv)
+    flags.DEFINE_integer("rows", 6, "Rows of --grid.", flag_values=fv)
+    flags.DEFINE_integer("n", 600, "Examples to write.", flag_values=fv)
+    flags.DEFINE_integer("start", 0, "Index of the first example.", flag_values=fv)
+    define_spec_flags(fv)
+
+
+def define_spec_flags(fv: flags.FlagValues) -> None:
+    """The `SyntheticSpec` fields as flags of the same name and default."""
+    flags.DEFINE_integer("n_parents", SyntheticSpec.n_parents, "Parent classes (shape families).", flag_values=fv)
+    flags.DEFINE_integer("children_per_parent", SyntheticSpec.children_per_parent, "Child classes per parent.",
+                         flag_values=fv)
+    flags.DEFINE_integer("resolution", SyntheticSpec.resolution, "Image side in pixels.", flag_values=fv)
+    flags.DEFINE_integer("seed", SyntheticSpec.seed, "Seed of the set.", flag_values=fv)
+
+
+def spec_from_flags(fv: flags.FlagValues) -> SyntheticSpec:
+    return SyntheticSpec(fv.n_parents, fv.children_per_parent, fv.resolution, fv.seed)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m onegan_tf.data.synthetic", description=__doc__.split("\n")[0])
-    p.add_argument("--baselines", action="store_true", help="Print the trivial baselines on --n images.")
-    p.add_argument("--write", metavar="DIR", help="Write --n images to DIR (must be empty or new).")
-    p.add_argument("--write_plain", metavar="DIR", help="Write --n images alone (no boxes, labels or masks) "
-                   "to DIR: a box-free folder source.")
-    p.add_argument("--write_backgrounds", metavar="DIR", help="Write the backgrounds alone of --n examples to "
-                   "DIR: object-free images for --background_dir.")
-    p.add_argument("--grid", metavar="PNG", help="Save a grid: one column per child, --rows rows.")
-    p.add_argument("--rows", type=int, default=6)
-    p.add_argument("--n", type=int, default=600)
-    p.add_argument("--start", type=int, default=0)
-    p.add_argument("--n_parents", type=int, default=SyntheticSpec.n_parents)
-    p.add_argument("--children_per_parent", type=int, default=SyntheticSpec.children_per_parent)
-    p.add_argument("--resolution", type=int, default=SyntheticSpec.resolution)
-    p.add_argument("--seed", type=int, default=SyntheticSpec.seed)
-    a = p.parse_args(argv)
-    spec = SyntheticSpec(a.n_parents, a.children_per_parent, a.resolution, a.seed)
-    if not (a.baselines or a.write or a.write_plain or a.write_backgrounds or a.grid):
-        p.error("nothing to do: pass --baselines, --write DIR, --write_plain DIR, --write_backgrounds DIR or "
-                "--grid PNG")
-    if a.write:
-        write_dataset(a.write, spec, a.n, a.start)
-        print(f"wrote {a.n} examples of {spec} to {a.write}")
-    for out_dir, backgrounds in ((a.write_plain, False), (a.write_backgrounds, True)):
+    """`python -m onegan_tf.data.synthetic (--write DIR | --write_plain DIR | --write_backgrounds DIR | --grid PNG)`."""
+    fv = cli.parse(argv, define_flags, required=[("write", "write_plain", "write_backgrounds", "grid")],
+                   usage="python -m onegan_tf.data.synthetic (--write DIR | --write_plain DIR | "
+                   "--write_backgrounds DIR | --grid PNG) [--n N] [--seed S]")
+    if fv is None:
+        return 2
+    spec = spec_from_flags(fv)
+    if fv.write:
+        write_dataset(fv.write, spec, fv.n, fv.start)
+        print(f"wrote {fv.n} examples of {spec} to {fv.write}")
+    for out_dir, backgrounds in ((fv.write_plain, False), (fv.write_backgrounds, True)):
         if out_dir:
-            write_images(out_dir, spec, a.n, a.start, backgrounds)
-            print(f"wrote {a.n} {'backgrounds' if backgrounds else 'plain images'} of {spec} to {out_dir}")
-    if a.grid:
-        _save_grid(spec, a.grid, a.rows)
-        print(f"saved {a.grid}")
-    if a.baselines:
-        for k, v in baselines(spec, a.n).items():
-            print(f"{k:>22s}: {v:.3f}")
+            write_images(out_dir, spec, fv.n, fv.start, backgrounds)
+            print(f"wrote {fv.n} {'backgrounds' if backgrounds else 'plain images'} of {spec} to {out_dir}")
+    if fv.grid:
+        _save_grid(spec, fv.grid, fv.rows)
+        print(f"saved {fv.grid}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Evaluation metrics of SPEC §7 behind a registry (`compute`, `available`; see `registry`).
+"""Evaluation metrics of docs/design.md §7 behind a registry (`compute`, `available`; see `registry`).
 
 Importing this package registers every metric: segmentation, clustering, fid, is, cfid, cis.
 """

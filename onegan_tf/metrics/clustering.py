@@ -1,4 +1,4 @@
-"""Clustering metrics: ACC (Hungarian matching) and NMI of `argmax ê_c(E_c(x))` (SPEC §7).
+"""Clustering metrics: ACC (Hungarian matching) and NMI of `argmax ê_c(E_c(x))` (docs/design.md §7).
 
 Clusters are the argmax of the encoders' logits on real images; classes are the true labels. The same is
 done for parents (`argmax ê_p`). The math lives in small numpy functions computed from the contingency
@@ -63,10 +63,9 @@ def normalized_mutual_info(clusters, classes) -> float:
     return mi / ((_entropy(a) + _entropy(b)) / 2.0)
 
 
-@registry.register("clustering")
+@registry.register("clustering", labels=True)
 def clustering(ctx: registry.EvalContext) -> dict[str, float]:
     """ACC and NMI of the encoders' argmax against the true child and parent labels."""
-    registry.require(ctx, "clustering", labels=True)
     ids = {"child": [], "parent": [], "child_pred": [], "parent_pred": []}
     for batch in registry.progress(ctx, ctx.real_batches(), "clustering"):
         out = ctx.reconstruct(batch["image"])

@@ -1,4 +1,4 @@
-"""Inception-based metrics: FID, IS, CFID, CIS, and the feature network they share (SPEC §7).
+"""Inception-based metrics: FID, IS, CFID, CIS, and the feature network they share (docs/design.md §7).
 
 * FID: Fréchet distance between Gaussians fitted to classifier pool features of real and generated images.
   Real statistics stream: the sum and the sum of outer products are accumulated in float64, so memory is
@@ -27,7 +27,9 @@ import os
 import warnings
 from collections import defaultdict
 
+import keras
 import numpy as np
+import tensorflow as tf
 from scipy import linalg
 from scipy.special import xlogy
 
@@ -35,6 +37,7 @@ from onegan_tf.metrics import registry
 
 FEATURE_NETWORKS = ("inception_imagenet", "inception_random")
 INCEPTION_SIZE = 299
+IS_SPLITS = 10  # the splits of the Inception Score (mean and std over them)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -190,8 +193,6 @@ class FeatureNet:
 
     def __init__(self, model, input_size: tuple[int, int], name: str, meaningful: bool = True,
                  batch_size: int = 50):
-        import tensorflow as tf
-
         self.model, self.input_size, self.name = model, tuple(int(s) for s in input_size), name
         self.meaningful, self.batch_size = meaningful, batch_size
         self.feature_dim = int(np.prod(model.outputs[0].shape[1:]))
@@ -223,16 +224,12 @@ class FeatureNet:
 
 
 def _inception(weights):
-    import keras
-
     base = keras.applications.InceptionV3(include_top=True, weights=weights)
     # InceptionV3 takes [-1, 1] (its preprocess_input), the project's convention: no rescaling needed.
     return keras.Model(base.inputs, [base.get_layer("avg_pool").output, base.output], name="inception_v3_features")
 
 
 def _user_classifier(path: str):
-    import keras
-
     model = keras.saving.load_model(path, compile=False)
     names = [layer.name for layer in model.layers]
     features_layer = model.get_layer("features") if "features" in names else model.layers[-2]
@@ -252,7 +249,6 @@ def _user_classifier(path: str):
 
 def feature_network(spec: str, batch_size: int = 50) -> FeatureNet:
     """The classifier of FID/IS/CFID/CIS, named by `spec`:
-
     * "inception_imagenet": keras.applications.InceptionV3 with ImageNet weights (Keras downloads them on
       first use into ~/.keras/models); features = the 2048-d global average pool, probs = the 1000-way
       softmax; 299×299 input.
@@ -300,11 +296,9 @@ def _generated_images(ctx, metric: str):
         yield out["I"]
 
 
-@registry.register("fid")
+@registry.register("fid", min_generated=2)  # a covariance
 def fid(ctx: registry.EvalContext) -> dict[str, float]:
     """FID between the evaluation set and ctx.num_generated images from uniformly drawn child classes."""
-    if ctx.num_generated < 2:
-        raise registry.MetricError(f"metric 'fid' needs num_generated >= 2 (a covariance); got {ctx.num_generated}")
     net = ctx.feature_net()
     real, generated = RunningGaussian(), RunningGaussian()
     for batch in registry.progress(ctx, ctx.real_batches(), "fid: real images"):
@@ -318,12 +312,9 @@ def fid(ctx: registry.EvalContext) -> dict[str, float]:
             "n_real": real.n, "n_generated": generated.n}
 
 
-@registry.register("is")
-def inception_score_metric(ctx: registry.EvalContext, splits: int = 10) -> dict[str, float]:
+@registry.register("is", min_generated=IS_SPLITS)  # one image per split
+def inception_score_metric(ctx: registry.EvalContext, splits: int = IS_SPLITS) -> dict[str, float]:
     """IS of ctx.num_generated images from uniformly drawn child classes; mean and std over 10 splits."""
-    if ctx.num_generated < splits:
-        raise registry.MetricError(f"metric 'is' needs num_generated >= {splits} (one image per split); "
-                                   f"got {ctx.num_generated}")
     net = ctx.feature_net()
     score = RunningInceptionScore(int(ctx.num_generated), splits)
     for images in _generated_images(ctx, "is"):
@@ -334,14 +325,13 @@ def inception_score_metric(ctx: registry.EvalContext, splits: int = 10) -> dict[
 
 def _real_and_generated_like(ctx, metric: str):
     """Yield (child labels, real images, images generated from the real images' encoded codes)."""
-    registry.require(ctx, metric, labels=True)
     for k, batch in enumerate(registry.progress(ctx, ctx.real_batches(), metric)):
         out = ctx.generate_like(batch["image"], seed=_seed(ctx) + k)
         registry.require_keys(out, ["I"], metric, "generate_like")
         yield np.asarray(batch["child"]).ravel(), batch["image"], out["I"]
 
 
-@registry.register("cfid")
+@registry.register("cfid", labels=True)
 def cfid(ctx: registry.EvalContext) -> dict[str, float]:
     """Mean over real child classes of the FID between a class's real images and the images made from them."""
     net = ctx.feature_net()
@@ -362,7 +352,7 @@ def cfid(ctx: registry.EvalContext) -> dict[str, float]:
     return {"cfid": value, "n_classes": n_classes, "n_real": n, "n_generated": n}
 
 
-@registry.register("cis")
+@registry.register("cis", labels=True)
 def cis(ctx: registry.EvalContext) -> dict[str, float]:
     """CIS of images generated from real images' codes, grouped by the real child class of their source."""
     net = ctx.feature_net()

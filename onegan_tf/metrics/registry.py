@@ -1,4 +1,4 @@
-"""The metric registry: a name maps to a function `fn(ctx) -> dict[str, float]` (SPEC §7).
+"""The metric registry: a name maps to a function `fn(ctx) -> dict[str, float]` (docs/design.md §7).
 
 Modelled on StyleGAN2-ADA's `metric_main.py`: each metric module registers its functions with
 `@register("name")`; the evaluation driver (`onegan_tf.evaluate`) builds one `EvalContext` and calls
@@ -18,6 +18,7 @@ per-image integers (labels, cluster ids) and, where a metric needs them, per-ima
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
@@ -82,16 +83,30 @@ class EvalContext(Protocol):
 
 
 MetricFn = Callable[[EvalContext], dict]
+
+
+@dataclasses.dataclass(frozen=True)
+class Needs:
+    """What a metric needs of the data and the context, declared where it is registered."""
+    masks: bool = False       # ground-truth masks
+    labels: bool = False      # child/parent class labels
+    min_generated: int = 0    # ctx.num_generated at least this
+
+
 _METRICS: dict[str, MetricFn] = {}
+_NEEDS: dict[str, Needs] = {}
 
 
-def register(name: str) -> Callable[[MetricFn], MetricFn]:
-    """Decorator: make `fn(ctx) -> dict[str, float]` available as metric `name`."""
+def register(name: str, *, masks: bool = False, labels: bool = False,
+             min_generated: int = 0) -> Callable[[MetricFn], MetricFn]:
+    """Decorator: make `fn(ctx) -> dict[str, float]` available as metric `name`, with what it needs
+    (checked by `check` before any metric runs)."""
 
     def decorate(fn: MetricFn) -> MetricFn:
         if name in _METRICS:
             raise ValueError(f"metric {name!r} is registered twice ({_METRICS[name].__module__} and {fn.__module__})")
         _METRICS[name] = fn
+        _NEEDS[name] = Needs(masks, labels, min_generated)
         return fn
 
     return decorate
@@ -111,9 +126,22 @@ def validate(names: Iterable[str]) -> list[str]:
     return names
 
 
-def compute(names: Iterable[str], ctx: EvalContext) -> dict[str, dict[str, float]]:
-    """Run the named metrics in order; returns {name: {key: value}}. All names are validated first."""
+def check(names: Iterable[str], ctx: Any, num_generated_name: str = "num_generated") -> list[str]:
+    """Validate the names and each metric's `Needs` against `ctx` (has_masks, has_labels, num_generated,
+    dataset_name) before anything runs; the first unmet need raises a MetricError naming it."""
     names = validate(names)
+    for name in names:
+        needs = _NEEDS[name]
+        require(ctx, name, masks=needs.masks, labels=needs.labels)
+        if int(ctx.num_generated) < needs.min_generated:
+            raise MetricError(f"metric {name!r} needs {num_generated_name} >= {needs.min_generated}; "
+                              f"got {ctx.num_generated}")
+    return names
+
+
+def compute(names: Iterable[str], ctx: EvalContext) -> dict[str, dict[str, float]]:
+    """Run the named metrics in order; returns {name: {key: value}}. Every need is checked first."""
+    names = check(names, ctx)
     return {name: _METRICS[name](ctx) for name in names}
 
 

@@ -1,4 +1,4 @@
-"""Segmentation metrics: IoU and DICE of the predicted mask I_m against the ground truth (SPEC §7).
+"""Segmentation metrics: IoU and DICE of the predicted mask I_m against the ground truth (docs/design.md §7).
 
 The reconstruction path runs on real images at the inference betas; the prediction is `I_m > 0.5`, the
 ground truth is `mask > 0.5` (masks arrive scaled to [0, 1]). Both the per-image average (the paper's
@@ -41,11 +41,10 @@ def dice(intersection, total) -> np.ndarray:
     return np.where(total > 0, 2.0 * intersection / np.maximum(total, 1), 1.0)
 
 
-@registry.register("segmentation")
+@registry.register("segmentation", masks=True)
 def segmentation(ctx: registry.EvalContext) -> dict[str, float]:
     """IoU and DICE of the reconstruction path's `I_m > 0.5` vs `mask > 0.5`, per image averaged and
     dataset-level, and the path's speed on these images."""
-    registry.require(ctx, "segmentation", masks=True)
 
     def predict(images):
         out = ctx.reconstruct(images)
@@ -55,10 +54,9 @@ def segmentation(ctx: registry.EvalContext) -> dict[str, float]:
     return mask_scores(ctx, predict, "segmentation")
 
 
-@registry.register("segmentation_distilled")
+@registry.register("segmentation_distilled", masks=True)
 def segmentation_distilled(ctx: registry.EvalContext) -> dict[str, float]:
     """The same scores for the segmenter distilled from the generator (onegan_tf.distill): one network."""
-    registry.require(ctx, "segmentation_distilled", masks=True)
     if getattr(ctx, "segment", None) is None:
         raise registry.MetricError("metric 'segmentation_distilled' needs a distilled segmenter: train with "
                                    "--distill_steps > 0 (the run's checkpoint has none)")
