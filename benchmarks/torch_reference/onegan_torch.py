@@ -512,14 +512,17 @@ class Trainer:
         D_bg, D_c = self.D["gen"]
         c_out, bg_out = D_c(gen["I"]), D_bg(gen["I_bg"])
         parent = child // (self.cfg.n_child // self.cfg.n_parent)
-        enc = self.encode(gen["I"])
-        B_bg = n["E_bg"](gen["I"], gen["I_m"])
+        enc = self.encode(gen["I"])   # L_E trains the generators through the encoders: I is not detached
+        # L_MSE trains the encoders only: they read the detached fake (the fake path's encoding when that path
+        # runs); `mse` detaches its targets.
+        enc_fake = recs["rec_fake"] if "rec_fake" in recs else self.encode(gen["I"].detach())
+        B_bg = n["E_bg"](gen["I"].detach(), gen["I_m"].detach())
         sq = lambda v: v.square().sum(-1).mean()  # noqa: E731
         total = (W["L_G"] * adv(bg_out["D_bgA"], bg_out["D_bgB"], c_out["D_cA"])
                  + W["L_E"] * (F.cross_entropy(enc["e_p_hat"], parent) + F.cross_entropy(enc["e_c_hat"], child)
                                + F.cross_entropy(c_out["D_cB"], child))
-                 + W["L_MSE"] * (mse(gen["v_c"], enc["mu_c"]) + mse(gen["v_p"], enc["mu_p"])
-                                 + mse(gen["A_fg"], enc["B_fg"]) + mse(gen["A_bg"], B_bg))
+                 + W["L_MSE"] * (mse(gen["v_c"], enc_fake["mu_c"]) + mse(gen["v_p"], enc_fake["mu_p"])
+                                 + mse(gen["A_fg"], enc_fake["B_fg"]) + mse(gen["A_bg"], B_bg))
                  + W["L_Rv"] * (sq(gen["v_p"]) + sq(gen["v_c"]) + sq(gen["v_bg"]))
                  + W["L_RM"] * mask_reg(gen["I_m"]))
         # Reconstruction losses (Eq. 15-18), each path against its own clones.
