@@ -182,7 +182,7 @@ def test_the_held_out_set_is_jpeg_files_of_several_sizes_read_by_the_folder_sour
 
     monkeypatch.setattr(heldout, "GRAYSCALE_EVERY", 5)
     out = tmp_path / "heldout"
-    assert heldout.main([str(out), "--n", "20"]) == 0
+    assert heldout.main(["heldout", f"--out_dir={out}", "--n=20"]) == 0
     images = sorted((out / "images").iterdir())
     assert len(images) == 20 and all(p.suffix == ".jpg" for p in images)
     opened = [Image.open(p) for p in images]

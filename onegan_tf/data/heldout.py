@@ -1,4 +1,4 @@
-"""A second synthetic configuration, never used to choose a setting: `python -m onegan_tf.data.heldout DIR`.
+"""A second synthetic configuration, never used to choose a setting: `python -m onegan_tf.data.heldout --out_dir=DIR`.
 
 The demo's settings (`configs/demo.cfg`) were chosen by looking at the built-in synthetic set. This set is
 drawn by the same code (`synthetic.generate`) with other parameters — another seed, the four shape families
@@ -10,7 +10,6 @@ takes. `configs/heldout.cfg` trains it with the demo's settings unchanged.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -18,8 +17,10 @@ import sys
 from typing import Sequence
 
 import numpy as np
+from absl import flags
 from PIL import Image
 
+from onegan_tf import cli
 from onegan_tf.data.synthetic import SyntheticSpec, generate
 
 SPEC = SyntheticSpec(n_parents=4, children_per_parent=3, seed=20261130,
@@ -72,15 +73,19 @@ def write(out_dir: str, n: int = N_IMAGES) -> None:
     os.rename(tmp, out_dir)
 
 
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("out_dir", None, "Folder to write (must be new or empty), e.g. data/heldout.", flag_values=fv)
+    flags.DEFINE_integer("n", N_IMAGES, "Number of images (at least 10: the 80/20 split needs both halves).",
+                         lower_bound=10, flag_values=fv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m onegan_tf.data.heldout", description=__doc__.split("\n")[0])
-    p.add_argument("out_dir", help="Folder to write (must be new or empty), e.g. data/heldout.")
-    p.add_argument("--n", type=int, default=N_IMAGES, help="Number of images.")
-    a = p.parse_args(argv)
-    if a.n < 10:
-        p.error(f"--n={a.n}: need at least 10 images (the 80/20 split needs both halves)")
-    write(a.out_dir, a.n)
-    print(f"wrote {a.n} images of {SPEC} (sides {SIZES}) to {a.out_dir}")
+    fv = cli.parse(argv, define_flags, required=["out_dir"],
+                   usage="python -m onegan_tf.data.heldout --out_dir=DIR [--n=3000]")
+    if fv is None:
+        return 2
+    write(fv.out_dir, fv.n)
+    print(f"wrote {fv.n} images of {SPEC} (sides {SIZES}) to {fv.out_dir}")
     return 0
 
 
