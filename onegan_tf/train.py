@@ -253,7 +253,7 @@ def train(cfg: Config) -> dict:
             manager.save(checkpoint_number=done)
     progress.close()
     if tc.distill_steps:
-        values = _distill(trainer, manager, writer, run_dir, tc, chief) or values
+        values = {**values, **_distill(trainer, manager, writer, run_dir, tc, chief)}
     end_step = int(trainer.step.numpy())
     summary = {"run_dir": run_dir, "start_step": start, "end_step": end_step, "steps_run": end_step - start,
                "phase": phase_at(max(end_step - 1, 0), tc), "wall_s": round(time.time() - t0, 1),

@@ -119,6 +119,8 @@ def test_distillation_trains_checkpoints_resumes_exports_and_serves(tmp_path, mo
         logged = [json.loads(line) for line in f]
     assert [r["step"] for r in logged if r["phase"] == "distill"] == list(range(steps + 1, steps + DISTILL_STEPS + 1))
     assert all(np.isfinite(r["distill/L_BCE"]) for r in logged if r["phase"] == "distill")
+    # The summary keeps the schedule's last losses beside the distillation's.
+    assert "total/L_AE" in summary["final_losses"] and "distill/L_BCE" in summary["final_losses"]
 
     # Rewind a copy to the checkpoint of step 4 (inside the schedule) and resume it with the same settings.
     resumed = str(tmp_path / "resumed")
