@@ -22,7 +22,7 @@ def test_shortened_demo_trains_evaluates_exports_and_writes_the_report(tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
 
     report_md = open(os.path.join(run_dir, "report.md")).read()
-    for row in ("mask IOU", "child NMI", "parent ACC", "FID", "CIS", "all foreground", "centred ellipse",
+    for row in ("mask IOU", "child NMI", "parent ACC", "FID", "CIS", "all foreground", "centred disc",
                 "k-means on pixels (k=12)", "k-means on pixels (k=4)", "distilled segmenter", "encoder masks",
                 "FID ↓ (EMA weights)", "FID ↓ (raw weights)", "images/s, distilled segmenter"):
         assert row in report_md, row
