@@ -222,7 +222,7 @@ def _png(path: str, batch) -> None:
     figures.save_png(path, figures.to_uint8(np.asarray(batch)[None])[0])
 
 
-def run_tasks(model: OneGAN, tasks, inputs, out_dir: str, target_child=None, n_per_image: int = 5,
+def run_tasks(model: OneGAN, tasks, inputs, out_dir: str, *, target_child=None, n_per_image: int = 5,
               child=None, make_figures: bool = False, batch_size: int = 16, seed: int = 0, log=None,
               meta: dict | None = None, segmenter=None) -> dict:
     """What the CLI does, as a function: run `tasks` over the images of `inputs`, write PNGs under
@@ -246,37 +246,8 @@ def run_tasks(model: OneGAN, tasks, inputs, out_dir: str, target_child=None, n_p
     names = _output_names(paths)
     rows = []
     for start in range(0, len(paths), batch_size):
-        batch = images[start:start + batch_size]
-        rec = {k: np.asarray(v) for k, v in reconstruct(model, batch).items()}
-        distilled = None if segmenter is None else np.asarray(segment_distilled(segmenter, batch))
-        for i, r in enumerate(image_results(rec)):
-            if distilled is not None:
-                r = {**r, "mask_area": float(mask_area(distilled[i:i + 1])[0]), "mask_area_encoder": r["mask_area"]}
-            rows.append({"name": names[start + i], "path": paths[start + i], **r})
-        for i in range(len(batch)):
-            name = names[start + i]
-            if "segment" in tasks:
-                _png(os.path.join(out_dir, "segment", f"{name}_reconstruction.png"), rec["I_hat"][i])
-                _png(os.path.join(out_dir, "segment", f"{name}_foreground.png"), rec["I_fg_hat"][i])
-                if distilled is None:
-                    _png(os.path.join(out_dir, "segment", f"{name}_mask.png"), rec["I_m_hat"][i])
-                else:
-                    _png(os.path.join(out_dir, "segment", f"{name}_mask.png"), distilled[i])
-                    _png(os.path.join(out_dir, "segment", f"{name}_mask_encoder.png"), rec["I_m_hat"][i])
-            if "remove" in tasks:
-                _png(os.path.join(out_dir, "remove", f"{name}_background.png"), rec["I_bg_hat"][i])
-                _png(os.path.join(out_dir, "remove", f"{name}_masked.png"),
-                     figures.masked(batch[i:i + 1], rec["I_m_hat"][i:i + 1])[0])
-        if "translate" in tasks:
-            for t in targets:
-                out = np.asarray(translate(model, batch, int(t))["I_hat"])
-                for i in range(len(batch)):
-                    _png(os.path.join(out_dir, "translate", f"{names[start + i]}_to_child{int(t)}.png"), out[i])
-        if "generate" in tasks:
-            gen = np.asarray(generate_like(model, batch, n_per_image, seed=seed)["I"])
-            for k in range(n_per_image):
-                for i in range(len(batch)):
-                    _png(os.path.join(out_dir, "generate", f"{names[start + i]}_z{k}.png"), gen[k * len(batch) + i])
+        rows += _run_batch(model, tasks, images[start:start + batch_size], names[start:start + batch_size],
+                           paths[start:start + batch_size], out_dir, targets, n_per_image, seed, segmenter)
     if "generate" in tasks and (not paths or child is not None):
         classes = spread(cfg.n_child, FIGURE_COLUMNS) if child is None else np.atleast_1d(child)
         gen = np.asarray(generate(model, classes, seed=seed)["I"])
@@ -295,6 +266,41 @@ def run_tasks(model: OneGAN, tasks, inputs, out_dir: str, target_child=None, n_p
               "figures": written, "images": rows}
     _write_results(out_dir, report)
     return report
+
+
+def _run_batch(model: OneGAN, tasks, batch, names, paths, out_dir, targets, n_per_image, seed, segmenter):
+    """The tasks on one batch of input images: their PNGs written, one results row per image returned."""
+    rec = {k: np.asarray(v) for k, v in reconstruct(model, batch).items()}
+    distilled = None if segmenter is None else np.asarray(segment_distilled(segmenter, batch))
+    rows = []
+    for i, r in enumerate(image_results(rec)):
+        if distilled is not None:
+            r = {**r, "mask_area": float(mask_area(distilled[i:i + 1])[0]), "mask_area_encoder": r["mask_area"]}
+        rows.append({"name": names[i], "path": paths[i], **r})
+    for i, name in enumerate(names):
+        if "segment" in tasks:
+            _png(os.path.join(out_dir, "segment", f"{name}_reconstruction.png"), rec["I_hat"][i])
+            _png(os.path.join(out_dir, "segment", f"{name}_foreground.png"), rec["I_fg_hat"][i])
+            if distilled is None:
+                _png(os.path.join(out_dir, "segment", f"{name}_mask.png"), rec["I_m_hat"][i])
+            else:
+                _png(os.path.join(out_dir, "segment", f"{name}_mask.png"), distilled[i])
+                _png(os.path.join(out_dir, "segment", f"{name}_mask_encoder.png"), rec["I_m_hat"][i])
+        if "remove" in tasks:
+            _png(os.path.join(out_dir, "remove", f"{name}_background.png"), rec["I_bg_hat"][i])
+            _png(os.path.join(out_dir, "remove", f"{name}_masked.png"),
+                 figures.masked(batch[i:i + 1], rec["I_m_hat"][i:i + 1])[0])
+    if "translate" in tasks:
+        for t in targets:
+            out = np.asarray(translate(model, batch, int(t))["I_hat"])
+            for i, name in enumerate(names):
+                _png(os.path.join(out_dir, "translate", f"{name}_to_child{int(t)}.png"), out[i])
+    if "generate" in tasks:
+        gen = np.asarray(generate_like(model, batch, n_per_image, seed=seed)["I"])
+        for k in range(n_per_image):
+            for i, name in enumerate(names):
+                _png(os.path.join(out_dir, "generate", f"{name}_z{k}.png"), gen[k * len(batch) + i])
+    return rows
 
 
 def _write_results(out_dir: str, report: dict) -> None:
