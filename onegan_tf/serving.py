@@ -40,7 +40,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from onegan_tf.config import ModelConfig
-from onegan_tf.model import BETA_NAMES, OneGAN, inference_beta_values, sample_eps, sample_z
+from onegan_tf.model import BETA_NAMES, OneGAN, class_predictions, inference_beta_values, sample_eps, sample_z
 
 IMAGE_TASKS = ("segment", "segment_encoder", "cluster", "reconstruct", "translate", "remove_object")
 # serving_default first; the order of the docs' table.
@@ -176,10 +176,12 @@ class OneGANServing(tf.Module):
 
     # -- task bodies: float images in, named tensors out ----------------------------------------------------
     def _cluster(self, I):
-        enc = self.model.encode(I)
-        return {"child": tf.argmax(enc["e_c_hat"], -1, output_type=tf.int32),
-                "parent": tf.argmax(enc["e_p_hat"], -1, output_type=tf.int32),
-                "child_probs": tf.nn.softmax(enc["e_c_hat"]), "parent_probs": tf.nn.softmax(enc["e_p_hat"])}
+        return self._cluster_outputs(self.model.encode(I))
+
+    @staticmethod
+    def _cluster_outputs(encoded):
+        predicted = class_predictions(encoded)
+        return {k: predicted[k] for k in ("child", "parent", "child_probs", "parent_probs")}
 
     def _reconstruct(self, I, betas, seed, target_child=None):
         batch = tf.shape(I)[0]
@@ -191,8 +193,7 @@ class OneGANServing(tf.Module):
 
     def _segment_encoder(self, I, betas, seed):
         rec = self._reconstruct(I, betas, seed)
-        return {"mask": rec["I_m_hat"], "child": rec["pred_child"], "parent": rec["pred_parent"],
-                "child_probs": tf.nn.softmax(rec["e_c_hat"]), "parent_probs": tf.nn.softmax(rec["e_p_hat"])}
+        return {"mask": rec["I_m_hat"], **self._cluster_outputs(rec)}
 
     def _segment(self, I, betas, seed):
         if not hasattr(self, "segmenter"):

@@ -36,7 +36,7 @@ from onegan_tf import cli, figures
 from onegan_tf.checkpoint import CheckpointMismatchError, load_run
 from onegan_tf.data.images import load_images
 from onegan_tf.files import write_json, write_text
-from onegan_tf.model import OneGAN, sample_z
+from onegan_tf.model import OneGAN, class_predictions, sample_z
 
 TASKS = ("segment", "cluster", "translate", "remove", "generate")
 FIGURE_COLUMNS = 8        # columns of the figure grids (real images or classes)
@@ -99,23 +99,13 @@ def segment_distilled(segmenter, images):
     return segmenter(_images(images), training=False)
 
 
-def _class_probabilities(encoded: dict) -> dict:
-    """Cluster ids and softmax probabilities from E_c's and E_p's logits."""
-    out = {}
-    for level, logits in (("child", encoded["e_c_hat"]), ("parent", encoded["e_p_hat"])):
-        probs = tf.nn.softmax(logits, axis=-1)
-        ids = tf.argmax(probs, axis=-1, output_type=tf.int32)
-        out.update({level: ids, f"{level}_probs": probs, f"{level}_prob": tf.reduce_max(probs, axis=-1)})
-    return out
-
-
 def cluster(model: OneGAN, images) -> dict:
     """Clustering (Tab. 2): child = argmax ê_c(E_c(x)), parent = argmax ê_p(E_p(x)).
 
     Returns child [B], parent [B] (int32), child_probs [B, N_C], parent_probs [B, N_P] (softmax) and
     child_prob, parent_prob [B] (the probability of the chosen cluster).
     """
-    return _class_probabilities(model.encode(_images(images)))
+    return class_predictions(model.encode(_images(images)))
 
 
 def translate(model: OneGAN, images, target_child) -> dict:
@@ -145,7 +135,7 @@ def mask_area(I_m) -> np.ndarray:
 
 def image_results(rec: dict) -> list[dict]:
     """Per image of one reconstruct() call: cluster ids, their probabilities and the mask area."""
-    c = {k: np.asarray(v) for k, v in _class_probabilities(rec).items()}
+    c = {k: np.asarray(v) for k, v in class_predictions(rec).items()}
     area = mask_area(rec["I_m_hat"])
     return [{"child": int(c["child"][i]), "child_prob": float(c["child_prob"][i]),
              "parent": int(c["parent"][i]), "parent_prob": float(c["parent_prob"][i]),
