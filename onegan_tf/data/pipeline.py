@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from onegan_tf.config import DataConfig
 from onegan_tf.data.protocol import Protocol, build_protocol, object_crop
-from onegan_tf.data.sources import DataError, Example, parent_of
+from onegan_tf.data.sources import DataError, Example, parent_label
 
 AUTOTUNE = tf.data.AUTOTUNE
 _MAX_CACHE_BYTES = 1536 * 2**20  # an in-graph uint8 table must stay well below the 2 GB graph limit
@@ -180,7 +180,7 @@ def eval_dataset(data_cfg: DataConfig, image_size: int, batch_size: int, split: 
     with_mask = protocol.source.has_masks
     table = _Table(examples, [object_crop(e, data_cfg.crop) for e in examples], with_mask)
     child = tf.constant([e.child for e in examples], tf.int32)
-    parent = tf.constant([parent_of(e.child, *classes) if e.parent < 0 and classes else e.parent
+    parent = tf.constant([parent_label(e.child, *classes) if e.parent < 0 and classes else e.parent
                           for e in examples], tf.int32)
 
     def load(i):
