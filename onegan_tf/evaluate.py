@@ -48,7 +48,7 @@ class ModelEvalContext:
     `tf.function`. `info` is `data.describe(cfg.data)` when the caller already has it.
     """
 
-    def __init__(self, model: OneGAN, cfg: Config, split: str = "object", batch_size: int = 50,
+    def __init__(self, model: OneGAN, cfg: Config, split: str = "object", *, batch_size: int = 50,
                  num_generated: int = 0, feature_net: str = "inception_imagenet", seed: int = 0,
                  progress: bool = True, info: dict | None = None, segmenter=None):
         if split not in SPLITS:
@@ -122,7 +122,7 @@ def check_requirements(names, info: dict, num_generated: int) -> None:
     registry.check(names, data, num_generated_name="--num_generated")
 
 
-def evaluate(run_dir: str, metrics=DEFAULT_METRICS, split: str = "object", checkpoint: str | None = None,
+def evaluate(run_dir: str, metrics=DEFAULT_METRICS, *, split: str = "object", checkpoint: str | None = None,
              feature_net: str = "inception_imagenet", num_generated: int = 30000, batch_size: int = 50,
              out_dir: str | None = None, seed: int = 0, figures: bool = True, progress: bool = True,
              model: OneGAN | None = None, segmenter=None, weights: str | None = None) -> dict:
@@ -150,16 +150,11 @@ def evaluate(run_dir: str, metrics=DEFAULT_METRICS, split: str = "object", check
     else:
         ckpt_path = find_checkpoint(run_dir, checkpoint) if os.path.isdir(os.path.join(run_dir, "ckpt")) else None
         step = None
-    ctx = ModelEvalContext(model, cfg, split, batch_size, num_generated, feature_net, seed, progress, info,
-                           segmenter)
+    ctx = ModelEvalContext(model, cfg, split=split, batch_size=batch_size, num_generated=num_generated,
+                           feature_net=feature_net, seed=seed, progress=progress, info=info, segmenter=segmenter)
     results = registry.compute(names, ctx)
     out_dir = out_dir or os.path.join(run_dir, "eval")
-    written = {}
-    if figures:
-        first = next(ctx.real_batches())
-        grids = tasks.figure_grids(model, first["image"][:FIGURE_IMAGES],
-                                   first["mask"][:FIGURE_IMAGES] if "mask" in first else None, seed=seed)
-        written = {name: save_png(os.path.join(out_dir, f"{name}.png"), grid) for name, grid in grids.items()}
+    written = _write_figures(ctx, out_dir, seed) if figures else {}
     net = ctx._feature_net
     report = {
         "metrics": _plain(results),
@@ -174,6 +169,14 @@ def evaluate(run_dir: str, metrics=DEFAULT_METRICS, split: str = "object", check
 
     write_json(os.path.join(out_dir, "report.json"), report)
     return report
+
+
+def _write_figures(ctx: ModelEvalContext, out_dir: str, seed: int) -> dict:
+    """The figure grids of the first evaluation batch as out_dir/<name>.png; returns name -> path."""
+    first = next(ctx.real_batches())
+    grids = tasks.figure_grids(ctx.model, first["image"][:FIGURE_IMAGES],
+                               first["mask"][:FIGURE_IMAGES] if "mask" in first else None, seed=seed)
+    return {name: save_png(os.path.join(out_dir, f"{name}.png"), grid) for name, grid in grids.items()}
 
 
 def _plain(results: dict) -> dict:
@@ -222,8 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if F is None:
         return 2
     try:
-        report = evaluate(F.run_dir, F.metrics, F.split, F.checkpoint or None, F.feature_net, F.num_generated,
-                          F.batch_size, F.out or None, F.seed, F.figures, F.progress,
+        report = evaluate(F.run_dir, F.metrics, split=F.split, checkpoint=F.checkpoint or None,
+                          feature_net=F.feature_net, num_generated=F.num_generated, batch_size=F.batch_size,
+                          out_dir=F.out or None, seed=F.seed, figures=F.figures, progress=F.progress,
                           weights=F.generator_weights or None)
     except (registry.MetricError, CheckpointMismatchError, ConfigError, DataError, FileNotFoundError,
             ValueError) as e:

@@ -231,6 +231,18 @@ class OneGAN(tf.Module):
         return betas
 
 
+def class_predictions(encoded: dict) -> dict:
+    """Clustering (Tab. 2) from E_c's and E_p's logits (`OneGAN.encode` or `reconstruct`): child = argmax ê_c,
+    parent = argmax ê_p (int32, as the reconstruction path's pred_child and pred_parent), child_probs and
+    parent_probs (softmax), child_prob and parent_prob (the probability of the chosen cluster)."""
+    out = {}
+    for level, logits in (("child", encoded["e_c_hat"]), ("parent", encoded["e_p_hat"])):
+        probs = tf.nn.softmax(logits, axis=-1)
+        out.update({level: tf.argmax(logits, axis=-1, output_type=tf.int32), f"{level}_probs": probs,
+                    f"{level}_prob": tf.reduce_max(probs, axis=-1)})
+    return out
+
+
 def _check_images(I, size):
     I = tf.convert_to_tensor(I)
     shape = tuple(I.shape)

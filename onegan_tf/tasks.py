@@ -36,7 +36,7 @@ from onegan_tf import cli, figures
 from onegan_tf.checkpoint import CheckpointMismatchError, load_run
 from onegan_tf.data.images import load_images
 from onegan_tf.files import write_json, write_text
-from onegan_tf.model import OneGAN, sample_z
+from onegan_tf.model import OneGAN, class_predictions, sample_z
 
 TASKS = ("segment", "cluster", "translate", "remove", "generate")
 FIGURE_COLUMNS = 8        # columns of the figure grids (real images or classes)
@@ -99,23 +99,13 @@ def segment_distilled(segmenter, images):
     return segmenter(_images(images), training=False)
 
 
-def _class_probabilities(encoded: dict) -> dict:
-    """Cluster ids and softmax probabilities from E_c's and E_p's logits."""
-    out = {}
-    for level, logits in (("child", encoded["e_c_hat"]), ("parent", encoded["e_p_hat"])):
-        probs = tf.nn.softmax(logits, axis=-1)
-        ids = tf.argmax(probs, axis=-1, output_type=tf.int32)
-        out.update({level: ids, f"{level}_probs": probs, f"{level}_prob": tf.reduce_max(probs, axis=-1)})
-    return out
-
-
 def cluster(model: OneGAN, images) -> dict:
     """Clustering (Tab. 2): child = argmax ê_c(E_c(x)), parent = argmax ê_p(E_p(x)).
 
     Returns child [B], parent [B] (int32), child_probs [B, N_C], parent_probs [B, N_P] (softmax) and
     child_prob, parent_prob [B] (the probability of the chosen cluster).
     """
-    return _class_probabilities(model.encode(_images(images)))
+    return class_predictions(model.encode(_images(images)))
 
 
 def translate(model: OneGAN, images, target_child) -> dict:
@@ -145,7 +135,7 @@ def mask_area(I_m) -> np.ndarray:
 
 def image_results(rec: dict) -> list[dict]:
     """Per image of one reconstruct() call: cluster ids, their probabilities and the mask area."""
-    c = {k: np.asarray(v) for k, v in _class_probabilities(rec).items()}
+    c = {k: np.asarray(v) for k, v in class_predictions(rec).items()}
     area = mask_area(rec["I_m_hat"])
     return [{"child": int(c["child"][i]), "child_prob": float(c["child_prob"][i]),
              "parent": int(c["parent"][i]), "parent_prob": float(c["parent_prob"][i]),
@@ -222,7 +212,7 @@ def _png(path: str, batch) -> None:
     figures.save_png(path, figures.to_uint8(np.asarray(batch)[None])[0])
 
 
-def run_tasks(model: OneGAN, tasks, inputs, out_dir: str, target_child=None, n_per_image: int = 5,
+def run_tasks(model: OneGAN, tasks, inputs, out_dir: str, *, target_child=None, n_per_image: int = 5,
               child=None, make_figures: bool = False, batch_size: int = 16, seed: int = 0, log=None,
               meta: dict | None = None, segmenter=None) -> dict:
     """What the CLI does, as a function: run `tasks` over the images of `inputs`, write PNGs under
@@ -246,37 +236,8 @@ def run_tasks(model: OneGAN, tasks, inputs, out_dir: str, target_child=None, n_p
     names = _output_names(paths)
     rows = []
     for start in range(0, len(paths), batch_size):
-        batch = images[start:start + batch_size]
-        rec = {k: np.asarray(v) for k, v in reconstruct(model, batch).items()}
-        distilled = None if segmenter is None else np.asarray(segment_distilled(segmenter, batch))
-        for i, r in enumerate(image_results(rec)):
-            if distilled is not None:
-                r = {**r, "mask_area": float(mask_area(distilled[i:i + 1])[0]), "mask_area_encoder": r["mask_area"]}
-            rows.append({"name": names[start + i], "path": paths[start + i], **r})
-        for i in range(len(batch)):
-            name = names[start + i]
-            if "segment" in tasks:
-                _png(os.path.join(out_dir, "segment", f"{name}_reconstruction.png"), rec["I_hat"][i])
-                _png(os.path.join(out_dir, "segment", f"{name}_foreground.png"), rec["I_fg_hat"][i])
-                if distilled is None:
-                    _png(os.path.join(out_dir, "segment", f"{name}_mask.png"), rec["I_m_hat"][i])
-                else:
-                    _png(os.path.join(out_dir, "segment", f"{name}_mask.png"), distilled[i])
-                    _png(os.path.join(out_dir, "segment", f"{name}_mask_encoder.png"), rec["I_m_hat"][i])
-            if "remove" in tasks:
-                _png(os.path.join(out_dir, "remove", f"{name}_background.png"), rec["I_bg_hat"][i])
-                _png(os.path.join(out_dir, "remove", f"{name}_masked.png"),
-                     figures.masked(batch[i:i + 1], rec["I_m_hat"][i:i + 1])[0])
-        if "translate" in tasks:
-            for t in targets:
-                out = np.asarray(translate(model, batch, int(t))["I_hat"])
-                for i in range(len(batch)):
-                    _png(os.path.join(out_dir, "translate", f"{names[start + i]}_to_child{int(t)}.png"), out[i])
-        if "generate" in tasks:
-            gen = np.asarray(generate_like(model, batch, n_per_image, seed=seed)["I"])
-            for k in range(n_per_image):
-                for i in range(len(batch)):
-                    _png(os.path.join(out_dir, "generate", f"{names[start + i]}_z{k}.png"), gen[k * len(batch) + i])
+        rows += _run_batch(model, tasks, images[start:start + batch_size], names[start:start + batch_size],
+                           paths[start:start + batch_size], out_dir, targets, n_per_image, seed, segmenter)
     if "generate" in tasks and (not paths or child is not None):
         classes = spread(cfg.n_child, FIGURE_COLUMNS) if child is None else np.atleast_1d(child)
         gen = np.asarray(generate(model, classes, seed=seed)["I"])
@@ -295,6 +256,41 @@ def run_tasks(model: OneGAN, tasks, inputs, out_dir: str, target_child=None, n_p
               "figures": written, "images": rows}
     _write_results(out_dir, report)
     return report
+
+
+def _run_batch(model: OneGAN, tasks, batch, names, paths, out_dir, targets, n_per_image, seed, segmenter):
+    """The tasks on one batch of input images: their PNGs written, one results row per image returned."""
+    rec = {k: np.asarray(v) for k, v in reconstruct(model, batch).items()}
+    distilled = None if segmenter is None else np.asarray(segment_distilled(segmenter, batch))
+    rows = []
+    for i, r in enumerate(image_results(rec)):
+        if distilled is not None:
+            r = {**r, "mask_area": float(mask_area(distilled[i:i + 1])[0]), "mask_area_encoder": r["mask_area"]}
+        rows.append({"name": names[i], "path": paths[i], **r})
+    for i, name in enumerate(names):
+        if "segment" in tasks:
+            _png(os.path.join(out_dir, "segment", f"{name}_reconstruction.png"), rec["I_hat"][i])
+            _png(os.path.join(out_dir, "segment", f"{name}_foreground.png"), rec["I_fg_hat"][i])
+            if distilled is None:
+                _png(os.path.join(out_dir, "segment", f"{name}_mask.png"), rec["I_m_hat"][i])
+            else:
+                _png(os.path.join(out_dir, "segment", f"{name}_mask.png"), distilled[i])
+                _png(os.path.join(out_dir, "segment", f"{name}_mask_encoder.png"), rec["I_m_hat"][i])
+        if "remove" in tasks:
+            _png(os.path.join(out_dir, "remove", f"{name}_background.png"), rec["I_bg_hat"][i])
+            _png(os.path.join(out_dir, "remove", f"{name}_masked.png"),
+                 figures.masked(batch[i:i + 1], rec["I_m_hat"][i:i + 1])[0])
+    if "translate" in tasks:
+        for t in targets:
+            out = np.asarray(translate(model, batch, int(t))["I_hat"])
+            for i, name in enumerate(names):
+                _png(os.path.join(out_dir, "translate", f"{name}_to_child{int(t)}.png"), out[i])
+    if "generate" in tasks:
+        gen = np.asarray(generate_like(model, batch, n_per_image, seed=seed)["I"])
+        for k in range(n_per_image):
+            for i, name in enumerate(names):
+                _png(os.path.join(out_dir, "generate", f"{name}_z{k}.png"), gen[k * len(batch) + i])
+    return rows
 
 
 def _write_results(out_dir: str, report: dict) -> None:

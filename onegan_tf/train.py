@@ -167,18 +167,25 @@ def dry_run(cfg: Config, out=sys.stdout) -> dict:
 # ---------------------------------------------------------------------------------------------- the loop
 
 
-def train(cfg: Config) -> dict:
-    """Train (or resume) the run of `cfg`; returns the summary also written to run_dir/summary.json."""
-    tc, mc = cfg.train, cfg.model
-    run_dir = tc.run_dir
-    strategy = make_strategy(tc)
-    replicas = strategy.num_replicas_in_sync
+def check_batch_split(tc, replicas: int) -> None:
+    """The global batch must split evenly over the replicas, and into pairs within each for L_MS."""
     if tc.batch_size % replicas:
         raise ConfigError(f"--batch_size={tc.batch_size} is not divisible by the {replicas} replicas of "
                           f"--strategy={tc.strategy}")
     if tc.weight_MS and (tc.batch_size // replicas) % 2:
         raise ConfigError(f"--weight_MS pairs samples within a replica: the per-replica batch "
                           f"{tc.batch_size // replicas} must be even")
+
+
+def train(cfg: Config) -> dict:
+    """Train (or resume) the run of `cfg`; returns the summary also written to run_dir/summary.json.
+
+    Set-up (strategy, checks, restore), inputs, the schedule's loop, the distillation steps, the summary.
+    """
+    run_dir = cfg.train.run_dir
+    strategy = make_strategy(cfg.train)
+    replicas = strategy.num_replicas_in_sync
+    check_batch_split(cfg.train, replicas)
     info = check_data(cfg)
     cfg, estimates = resolve_from_data(cfg)
     tc = cfg.train
@@ -186,40 +193,70 @@ def train(cfg: Config) -> dict:
         logging.info("Estimated from the data: %s", line)
     check_resumable(cfg, run_dir)
     chief = is_chief(strategy)
-    if tc.mixed_precision != "off":
-        keras.mixed_precision.set_dtype_policy(tc.mixed_precision)
-
-    # The initial weights are part of "the same seed gives the same run" (and of resuming it exactly).
-    keras.utils.set_random_seed(tc.seed)
-    trainer = OneGANTrainer(cfg, strategy)
-    ckpt = tf.train.Checkpoint(trainer=trainer)
-    ckpt_dir = os.path.join(run_dir, "ckpt") if chief else tempfile.mkdtemp(prefix="onegan-worker-ckpt-")
-    manager = tf.train.CheckpointManager(ckpt, ckpt_dir, max_to_keep=tc.keep_checkpoints)
-    if manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        logging.info("Resumed from %s at step %d", manager.latest_checkpoint, int(trainer.step.numpy()))
+    trainer, manager = _restore(cfg, strategy, chief)
     start = int(trainer.step.numpy())
     if chief:
         write_json(os.path.join(run_dir, "config.json"), cfg.to_dict())
     if start >= tc.steps:
         logging.info("Run %s already finished (%d steps)", run_dir, start)
 
-    # Inputs: X_c, X_bg and every random draw of the step, one global batch per step, split over replicas.
-    x_c, x_bg = data.train_streams(cfg.data, mc.image_size, tc.batch_size, tc.seed, start)
+    batches = _train_batches(cfg, strategy, start)
+    writer = tf.summary.create_file_writer(os.path.join(run_dir, "tb")) if chief else tf.summary.create_noop_writer()
+    grid_inputs = _grid_inputs(cfg, data) if chief else None
+    t0 = time.time()
+    values, images_per_s = _run_schedule(cfg, trainer, manager, batches, start, writer, grid_inputs, chief)
+    if tc.distill_steps:
+        values = {**values, **_distill(trainer, manager, writer, run_dir, tc, chief)}
+
+    end_step = int(trainer.step.numpy())
+    summary = {"run_dir": run_dir, "start_step": start, "end_step": end_step, "steps_run": end_step - start,
+               "phase": phase_at(max(end_step - 1, 0), tc), "wall_s": round(time.time() - t0, 1),
+               "final_losses": values, "images_per_s": images_per_s, "replicas": replicas,
+               "traces": trainer.tracing_counts(),
+               "checkpoint": manager.latest_checkpoint, "data": {k: info[k] for k in ("dataset", "n_images")}}
+    if chief:
+        _finish(cfg, trainer, end_step, summary)
+    return summary
+
+
+def _restore(cfg: Config, strategy, chief: bool):
+    """The trainer and its checkpoint manager, resumed from run_dir/ckpt when it holds a checkpoint."""
+    tc = cfg.train
+    if tc.mixed_precision != "off":
+        keras.mixed_precision.set_dtype_policy(tc.mixed_precision)
+    # The initial weights are part of "the same seed gives the same run" (and of resuming it exactly).
+    keras.utils.set_random_seed(tc.seed)
+    trainer = OneGANTrainer(cfg, strategy)
+    ckpt = tf.train.Checkpoint(trainer=trainer)
+    ckpt_dir = os.path.join(tc.run_dir, "ckpt") if chief else tempfile.mkdtemp(prefix="onegan-worker-ckpt-")
+    manager = tf.train.CheckpointManager(ckpt, ckpt_dir, max_to_keep=tc.keep_checkpoints)
+    if manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        logging.info("Resumed from %s at step %d", manager.latest_checkpoint, int(trainer.step.numpy()))
+    return trainer, manager
+
+
+def _train_batches(cfg: Config, strategy, start: int):
+    """X_c, X_bg and every random draw of the step, one global batch per step from `start`, split over
+    the replicas."""
+    tc = cfg.train
+    x_c, x_bg = data.train_streams(cfg.data, cfg.model.image_size, tc.batch_size, tc.seed, start)
     noise = tf.data.Dataset.range(start, max(start, tc.steps)).map(
         lambda s: step_noise(tc.seed, s, tc.batch_size, cfg))
     batches = tf.data.Dataset.zip((x_c, x_bg, noise)).map(lambda a, b, n: {"x_c": a, "x_bg": b, **n})
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    batches = strategy.experimental_distribute_dataset(batches.with_options(options))
+    return strategy.experimental_distribute_dataset(batches.with_options(options))
 
-    writer = tf.summary.create_file_writer(os.path.join(run_dir, "tb")) if chief else tf.summary.create_noop_writer()
-    grid_inputs = _grid_inputs(cfg, data) if chief else None
+
+def _run_schedule(cfg: Config, trainer, manager, batches, start: int, writer, grid_inputs, chief: bool):
+    """One iteration per step to --steps: the clones made on entering Phase II, the profiler window,
+    scalars every log_every steps, grids every image_every, a checkpoint every ckpt_every. Returns the last
+    logged losses and images per second."""
+    tc, run_dir = cfg.train, cfg.train.run_dir
     profile = tc.profile_range
     progress = _progress(tc, start, chief)
     last_log_time, last_log_step, values, images_per_s = time.time(), start, {}, 0.0
-    t0 = time.time()
-    step = start
     for step, batch in zip(range(start, tc.steps), batches):
         phase = phase_at(step, tc)
         if phase != "I" and not bool(trainer.clones_ready.numpy()):
@@ -252,24 +289,20 @@ def train(cfg: Config) -> dict:
         if done % tc.ckpt_every == 0 or last:
             manager.save(checkpoint_number=done)
     progress.close()
-    if tc.distill_steps:
-        values = {**values, **_distill(trainer, manager, writer, run_dir, tc, chief)}
-    end_step = int(trainer.step.numpy())
-    summary = {"run_dir": run_dir, "start_step": start, "end_step": end_step, "steps_run": end_step - start,
-               "phase": phase_at(max(end_step - 1, 0), tc), "wall_s": round(time.time() - t0, 1),
-               "final_losses": values, "images_per_s": images_per_s, "replicas": replicas,
-               "traces": trainer.tracing_counts(),
-               "checkpoint": manager.latest_checkpoint, "data": {k: info[k] for k in ("dataset", "n_images")}}
-    if chief:
-        write_json(os.path.join(run_dir, "summary.json"), summary)
-        print(_summary_text(summary), flush=True)
-        if tc.final_eval or tc.final_export:
-            final = finalize_run(cfg, trainer.generation_model, end_step,
-                                 raw_model=trainer.model if tc.generator_weights == "ema" else None,
-                                 segmenter=trainer.distiller.segmenter if tc.distill_steps else None)
-            summary["report"] = os.path.join(run_dir, "report.md")
-            print(f"  report: {summary['report']} (final evaluation and export: {final['wall_s']} s)", flush=True)
-    return summary
+    return values, images_per_s
+
+
+def _finish(cfg: Config, trainer, end_step: int, summary: dict) -> None:
+    """The chief's end of a run: summary.json, the summary printed, then the final evaluation and export."""
+    tc = cfg.train
+    write_json(os.path.join(tc.run_dir, "summary.json"), summary)
+    print(_summary_text(summary), flush=True)
+    if tc.final_eval or tc.final_export:
+        final = finalize_run(cfg, trainer.generation_model, end_step,
+                             raw_model=trainer.model if tc.generator_weights == "ema" else None,
+                             segmenter=trainer.distiller.segmenter if tc.distill_steps else None)
+        summary["report"] = os.path.join(tc.run_dir, "report.md")
+        print(f"  report: {summary['report']} (final evaluation and export: {final['wall_s']} s)", flush=True)
 
 
 def _distill(trainer, manager, writer, run_dir, tc, chief) -> dict:

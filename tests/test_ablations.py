@@ -381,7 +381,7 @@ def test_inference_betas_the_switches_allow_pass_unchanged():
 
 
 def test_the_saved_model_refuses_bypass_betas_for_a_model_without_bypass():
-    from onegan_tf.export import OneGANServing
+    from onegan_tf.serving import OneGANServing
 
     serving = OneGANServing(_small(bypass=False))
     image, no_seed = tf.zeros((1, 32, 32, 3)), tf.zeros((0,), tf.int64)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from onegan_tf import export
+from onegan_tf import export, serving
 from onegan_tf.config import Config, ModelConfig
 from onegan_tf.model import BETA_NAMES, sample_eps, sample_z
 from onegan_tf.networks import NETWORK_NAMES, network_inputs
@@ -364,7 +364,7 @@ def test_a_failed_export_leaves_nothing_behind(small_run, tmp_path, monkeypatch)
     def fail(self):
         raise RuntimeError("tracing failed")
 
-    monkeypatch.setattr(export.OneGANServing, "signatures", fail)
+    monkeypatch.setattr(serving.OneGANServing, "signatures", fail)
     with pytest.raises(RuntimeError, match="tracing failed"):
         export.export_saved_model(small_run["model"], str(tmp_path / "serving"), "onegan", 99)
     assert os.listdir(tmp_path / "serving" / "onegan") == []
@@ -442,7 +442,7 @@ def test_bytes_are_centre_cropped_and_resized_to_the_model_size():
     rng = np.random.default_rng(0)
     # Smooth content, so that JPEG's loss stays small.
     wide = (np.linspace(0, 255, 40 * 64 * 3).reshape(40, 64, 3) + rng.integers(0, 8, (40, 64, 3))).astype(np.uint8)
-    got = export.decode_images(tf.constant([tf.io.encode_png(wide).numpy(), tf.io.encode_jpeg(wide).numpy()]), 32)
+    got = serving.decode_images(tf.constant([tf.io.encode_png(wide).numpy(), tf.io.encode_jpeg(wide).numpy()]), 32)
     centre = tf.cast(wide[:, 12:52], tf.float32)
     want = np.round(tf.image.resize(centre, (32, 32), method="bilinear", antialias=True)) / 127.5 - 1.0
     np.testing.assert_allclose(got[0], want, atol=1e-5)
@@ -452,5 +452,5 @@ def test_bytes_are_centre_cropped_and_resized_to_the_model_size():
     from onegan_tf.data.images import prepare_image  # the tasks CLI prepares image files the same way
     np.testing.assert_allclose(got[0], prepare_image(Image.fromarray(wide), 32), atol=1e-6)
     exact = rng.integers(0, 256, (32, 32, 3), np.uint8)
-    np.testing.assert_array_equal(export.decode_images(tf.constant([tf.io.encode_png(exact).numpy()]), 32)[0],
+    np.testing.assert_array_equal(serving.decode_images(tf.constant([tf.io.encode_png(exact).numpy()]), 32)[0],
                                   exact.astype(np.float32) / 127.5 - 1.0)
