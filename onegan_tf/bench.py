@@ -35,7 +35,6 @@ import datetime
 import glob
 import json
 import os
-import platform
 import re
 import resource
 import statistics
@@ -52,6 +51,7 @@ from tensorflow.tsl.profiler.protobuf import xplane_pb2
 from onegan_tf import cli, export, flops
 from onegan_tf.data.pipeline import describe, train_streams
 from onegan_tf.flags import config_from_flags, define_config_flags
+from onegan_tf.machine import BENCH_CEILING, ceiling_conv, machine_info, timed
 from onegan_tf.model import OneGAN
 from onegan_tf.networks import network_inputs
 from onegan_tf.trainer import PHASES, OneGANTrainer, step_noise
@@ -72,34 +72,12 @@ def define_flags(fv: flags.FlagValues) -> None:
                         flag_values=fv)
     flags.DEFINE_list("what", ["train", "flops", "data", "serving"], f"Measurements, any of {WHAT}.", flag_values=fv)
     flags.DEFINE_list("serving_batches", ["1", "32"], "Batch sizes of the serving measurement.", flag_values=fv)
-    flags.DEFINE_list("ceiling", ["20", "64", "256", "256", "3"],
+    flags.DEFINE_list("ceiling", [str(v) for v in BENCH_CEILING],
                       "The ceiling convolution: batch, size, c_in, c_out, kernel ('same', stride 1).", flag_values=fv)
     define_config_flags(fv)
 
 
 # ---------------------------------------------------------------------------------------------- machine
-
-
-def machine_info() -> dict:
-    """Where the numbers come from: platform, CPUs, CPU model, TensorFlow version and devices."""
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
-    except OSError:
-        pass
-    info = {
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "sched_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": model or platform.processor() or platform.machine(),
-        "tensorflow": tf.__version__,
-        "devices": [d.name for d in tf.config.list_logical_devices()],
-    }
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        info["gpus"] = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
-    return info
 
 
 def memory_info() -> dict:
@@ -117,18 +95,6 @@ def memory_info() -> dict:
 def _reset_device_peak():
     if tf.config.list_physical_devices("GPU"):
         tf.config.experimental.reset_memory_stats("GPU:0")
-
-
-def timed(fn, steps: int, warmup: int) -> list[float]:
-    """Seconds of each of `steps` calls of `fn` after `warmup` untimed ones; `fn` must sync (fetch a value)."""
-    for _ in range(warmup):
-        fn()
-    seconds = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        fn()
-        seconds.append(time.perf_counter() - start)
-    return seconds
 
 
 def percentile(values, q: float) -> float:
@@ -197,24 +163,8 @@ def bench_flops(trainer, cfg, phases, train_records, ceiling, steps: int, warmup
             rec["seconds_per_step"] = seconds[phase]
             rec["flop_per_s"] = f["training"] / seconds[phase]
         records.append(rec)
-    records.append(bench_ceiling(*ceiling, steps=steps, warmup=warmup))
+    records.append(ceiling_conv(*ceiling, steps=steps, warmup=warmup))
     return records
-
-
-def bench_ceiling(batch: int, size: int, c_in: int, c_out: int, kernel: int, steps: int, warmup: int) -> dict:
-    """FLOP/s of one large 'same' convolution in the policy's compute dtype: the practical ceiling."""
-
-    dtype = keras.mixed_precision.dtype_policy().compute_dtype
-    gen = tf.random.Generator.from_seed(0)
-    x = tf.cast(gen.normal((batch, size, size, c_in)), dtype)
-    w = tf.cast(gen.normal((kernel, kernel, c_in, c_out)) * 0.01, dtype)
-    conv = tf.function(lambda x, w: tf.reduce_sum(tf.cast(tf.nn.conv2d(x, w, 1, "SAME"), tf.float32)))
-    seconds = timed(lambda: float(conv(x, w)), steps, max(warmup, 1))
-    median = statistics.median(seconds)
-    f = flops.conv_flops(batch, size, c_in, c_out, kernel)
-    return {"what": "flops", "name": f"ceiling conv {kernel}x{kernel} {size}x{size}x{c_in}->{c_out} b{batch}",
-            "dtype": dtype, "forward_flops": f, "seconds_per_step": median, "step_seconds": seconds,
-            "flop_per_s": f / median}
 
 
 def bench_networks(model, cfg, steps: int, warmup: int) -> list[dict]:
@@ -339,7 +289,7 @@ def _parse_op_event(event_name: str) -> tuple[str, str] | None:
 # ------------------------------------------------------------------------------------------------ driver
 
 
-def run(cfg, what, phases, steps: int, warmup: int, serving_batches=(1, 32), ceiling=(20, 64, 256, 256, 3),
+def run(cfg, what, phases, steps: int, warmup: int, serving_batches=(1, 32), ceiling=BENCH_CEILING,
         data_batches: int = 20, data_warmup: int = 5, out: str = "") -> list[dict]:
     """Every measurement of `what` for `cfg`, as records stamped with config, machine and load average;
     each is appended to `out` (JSON lines) as soon as it is taken, so a long run keeps what it measured."""

@@ -19,6 +19,7 @@ beside the encoder masks, with both routes' speed in images/s.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -168,6 +169,22 @@ def metric_rows(report: dict, base: dict, raw_generation: dict | None = None) ->
     return rows
 
 
+def _machine_lines(run_dir: str) -> list[str]:
+    """The training run's wall time beside the machine's ceiling convolution (summary.json), when recorded."""
+    path = os.path.join(run_dir, "summary.json")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        s = json.load(f)
+    if "machine" not in s:
+        return []
+    m = s["machine"]
+    return ["", f"Training took {s['wall_s']} s ({s['images_per_s']:.1f} images/s at the end) on {m['cpu_model']} "
+                f"({m['sched_cpus']} CPUs, 1-minute load {m['loadavg'][0]:.2f} at the end), whose {m['ceiling_conv']} "
+                f"ran at {m['ceiling_conv_gflop_per_s']} GFLOP/s then: compare machines by that figure, not by "
+                f"the wall time alone."]
+
+
 def markdown(cfg: Config, summary: dict) -> str:
     report, base = summary["report"], summary["baselines"]
     lines = [f"# OneGAN run `{cfg.train.run_dir}`", "",
@@ -180,6 +197,7 @@ def markdown(cfg: Config, summary: dict) -> str:
                 if cfg.train.mask_target.startswith("auto") else "."), "",
              "| task | measure | OneGAN | trivial baselines (same images) |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in metric_rows(report, base, summary.get("raw_generation"))]
+    lines += _machine_lines(cfg.train.run_dir)
     lines.append("")
     if "border_colour" in base:
         lines.append(f"The border-colour baseline uses the best threshold on these very images "

@@ -30,6 +30,7 @@ from onegan_tf.data.protocol import BOX_FILL, build_protocol, object_fraction
 from onegan_tf.evaluate import check_requirements
 from onegan_tf.files import save_keras, write_json
 from onegan_tf.flags import config_from_flags, define_config_flags
+from onegan_tf.machine import run_machine
 from onegan_tf.metrics.registry import MetricError
 from onegan_tf.model import OneGAN, sample_z
 from onegan_tf.report import finalize_run
@@ -295,6 +296,8 @@ def _run_schedule(cfg: Config, trainer, manager, batches, start: int, writer, gr
 def _finish(cfg: Config, trainer, end_step: int, summary: dict) -> None:
     """The chief's end of a run: summary.json, the summary printed, then the final evaluation and export."""
     tc = cfg.train
+    # The wall time means something only beside the speed of this machine right now (docs/design.md §7).
+    summary["machine"] = run_machine()
     write_json(os.path.join(tc.run_dir, "summary.json"), summary)
     print(_summary_text(summary), flush=True)
     if tc.final_eval or tc.final_export:
@@ -393,6 +396,9 @@ def _postfix(phase, values, images_per_s):
 def _summary_text(s):
     lines = [f"Finished {s['run_dir']}: steps {s['start_step']} -> {s['end_step']} (phase {s['phase']}) in "
              f"{s['wall_s']} s, {s['images_per_s']:.1f} images/s on {s['replicas']} replica(s)",
+             f"  machine: {s['machine']['cpu_model']}, {s['machine']['sched_cpus']} CPUs, load "
+             f"{s['machine']['loadavg'][0]:.2f}; ceiling convolution "
+             f"{s['machine']['ceiling_conv_gflop_per_s']} GFLOP/s",
              f"  checkpoint: {s['checkpoint']}",
              f"  TensorBoard: tensorboard --logdir {os.path.join(s['run_dir'], 'tb')}"]
     for k in sorted(s["final_losses"]):

@@ -26,6 +26,7 @@ def test_shortened_demo_trains_evaluates_exports_and_writes_the_report(tmp_path)
                 "k-means on pixels (k=12)", "k-means on pixels (k=4)", "distilled segmenter", "encoder masks",
                 "FID ↓ (EMA weights)", "FID ↓ (raw weights)", "images/s, distilled segmenter"):
         assert row in report_md, row
+    assert "GFLOP/s then" in report_md   # the training's wall time beside the machine's ceiling convolution
     final = json.load(open(os.path.join(run_dir, "eval", "final.json")))
     metrics = final["report"]["metrics"]
     assert set(metrics) == {"segmentation", "segmentation_distilled", "clustering", "fid", "is", "cfid", "cis"}

@@ -16,8 +16,8 @@ LAYERS = (
     ("data",),
     ("layers", "networks", "model", "losses", "adam", "ema", "segmenter", "figures", "metrics"),
     ("trainer", "distill", "checkpoint", "flags"),
-    ("flops", "tasks", "baselines", "classifier", "finetune", "serving", "export", "evaluate", "diagnose", "report",
-     "bench", "train"),
+    ("flops", "machine", "tasks", "baselines", "classifier", "finetune", "serving", "export", "evaluate",
+     "diagnose", "report", "bench", "train"),
 )
 
 

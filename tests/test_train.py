@@ -88,6 +88,9 @@ def test_tensorboard_has_every_scalar_the_figure_grids_and_a_profile():
         summary = json.load(f)
     assert (summary["end_step"], summary["phase"], summary["replicas"]) == (8, "IIb", 1)
     assert summary["checkpoint"].endswith("ckpt-8")
+    # The wall time is recorded beside the machine and the speed of its ceiling convolution at that moment.
+    machine = summary["machine"]
+    assert machine["ceiling_conv_gflop_per_s"] > 0 and machine["cpu_count"] >= 1 and len(machine["loadavg"]) == 3
 
 
 # ---------------------------------------------------------------------------------------------- clones
