@@ -5,19 +5,17 @@ they are plain `keras.ops` (layers.py). The files carry no trace of which backen
 """
 
 import importlib.util
-import json
 import os
 import subprocess
 import sys
 import textwrap
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from onegan_tf import layers, networks
-from tests.test_serialization import CONFIGS, VARIANT_NETWORKS, outputs_of, random_inputs
+from onegan_tf import layers
+from tests.test_serialization import save_every_network
 
 # Runs in a fresh interpreter with KERAS_BACKEND set: the one import a OneGAN `.keras` file needs, then
 # Keras' safe-mode loader.
@@ -45,20 +43,7 @@ LOADER = textwrap.dedent("""
 def saved(tmp_path_factory):
     """Every sub-network (both test configurations) saved by TensorFlow, with inputs and its outputs."""
     directory = tmp_path_factory.mktemp("keras_files")
-    rng = np.random.default_rng(0)
-    keras.utils.set_random_seed(0)
-    inputs, expected = {}, {}
-    for tag, cfg in CONFIGS.items():
-        for name, net in networks.build_networks(cfg).items():
-            if tag == "variant" and name not in VARIANT_NETWORKS:
-                continue
-            key = f"{tag}-{name}"
-            values = random_inputs(name, cfg, rng)
-            inputs.update({f"{key}:{i}": v for i, v in enumerate(values)})
-            expected.update({f"{key}:{k}": v for k, v in outputs_of(net, values).items()})
-            net.save(directory / f"{key}.keras")
-    np.savez(directory / "inputs.npz", **inputs)
-    (directory / "keys.json").write_text(json.dumps(sorted({k.split(":")[0] for k in inputs})))
+    expected, _ = save_every_network(directory)
     return directory, expected
 
 

@@ -67,7 +67,10 @@ def outputs_of(net, values):
 
 
 @pytest.mark.slow
-def test_every_network_loads_from_keras_file_in_a_fresh_process_with_identical_outputs(tmp_path):
+def save_every_network(directory):
+    """Every sub-network of both test configurations saved to `directory` as `<tag>-<name>.keras`, with
+    `inputs.npz` (random inputs) and `keys.json`; returns their outputs {key:output: array} and
+    {key: [class name, parameter count]}."""
     rng = np.random.default_rng(0)
     keras.utils.set_random_seed(0)
     inputs, expected, classes = {}, {}, {}
@@ -81,10 +84,15 @@ def test_every_network_loads_from_keras_file_in_a_fresh_process_with_identical_o
             inputs.update({f"{key}:{i}": v for i, v in enumerate(values)})
             expected.update({f"{key}:{k}": v for k, v in outputs_of(net, values).items()})
             classes[key] = [type(net).__name__, net.count_params()]
-            net.save(tmp_path / f"{key}.keras")
+            net.save(directory / f"{key}.keras")
+    np.savez(directory / "inputs.npz", **inputs)
+    (directory / "keys.json").write_text(json.dumps(sorted(classes)))
+    return expected, classes
+
+
+def test_every_network_loads_from_keras_file_in_a_fresh_process_with_identical_outputs(tmp_path):
+    expected, classes = save_every_network(tmp_path)
     assert len(classes) == len(networks.NETWORK_NAMES) + len(VARIANT_NETWORKS)
-    np.savez(tmp_path / "inputs.npz", **inputs)
-    (tmp_path / "keys.json").write_text(json.dumps(sorted(classes)))
 
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
     run = subprocess.run([sys.executable, "-c", LOADER, str(tmp_path)], env=env, capture_output=True, text=True,
