@@ -178,7 +178,7 @@ def bench_train(trainer, cfg, phases, steps: int, warmup: int) -> list[dict]:
             "what": "train", "name": f"phase {PHASES[phase]}", "phase": PHASES[phase],
             "seconds_per_step": median, "images_per_s": cfg.train.batch_size / median,
             "step_seconds": seconds, "first_step_seconds": first,
-            "traces": trainer._untracked.step_fns[phase].experimental_get_tracing_count(),
+            "traces": trainer.tracing_counts()[PHASES[phase]],
             **memory_info()})
     return records
 

@@ -117,7 +117,16 @@ class DataConfig:
     background_patches_per_image: int = _field(
         4, "Background patches cut from each image of the 20 % split: the largest box-free square beside "
         "each side of the box (left, right, above, below) whose side is >= 1/4 of the shorter image side, "
-        "largest first, at most this many (SPEC §6).")
+        "largest first, at most this many (SPEC §6). With --background_dir: squares cut at random from each "
+        "background image.")
+    background_dir: str = _field(
+        "", "Folder of object-free images (any depth) for the background domain X_bg: square patches of "
+        "random side (>= 1/4 of the shorter image side) and position are cut from them, and every image of "
+        "the source is an object image (no 80/20 split). Training without boxes needs it. '' = patches "
+        "beside the boxes of the 20 % split (SPEC §6).")
+    class_parents: str = _field(
+        "", "cub: file mapping each class to its ground-truth parent, lines '<class_id> <parent_id>' (1-based); "
+        "'' = contiguous blocks of n_child // n_parent classes (SPEC §1). Used to evaluate parent clusters.")
     mask_dir: str = _field("", "Folder of ground-truth mask PNGs, one per image matched by file stem "
                            "(folder and TFDS sources; e.g. DeepLabV3 masks for Dogs/Cars). '' = none.")
     data_cache: bool = _field(False, "Hold the decoded, cropped training images (uint8, image_size) in "

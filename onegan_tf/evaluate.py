@@ -89,7 +89,7 @@ class ModelEvalContext:
             from onegan_tf import data
 
             self._dataset = data.eval_dataset(self.cfg.data, self.model.cfg.image_size, self.batch_size,
-                                              self.split)
+                                              self.split, classes=(self.n_child, self.n_parent))
         for batch in self._dataset.as_numpy_iterator():
             out = {"image": batch["image"]}
             if self.has_labels:

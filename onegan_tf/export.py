@@ -229,7 +229,7 @@ class OneGANServing(tf.Module):
         if not hasattr(self, "segmenter"):
             return self._segment_encoder(I, betas, seed)
         # The same inputs and checks as the reconstruction route, so a client never sees the difference.
-        b, eps = inference_controls(betas, seed, tf.shape(I)[0], self.cfg)
+        b, _ = inference_controls(betas, seed, tf.shape(I)[0], self.cfg)
         self.model.check_inference_betas(b)
         return {"mask": self.segmenter(I, training=False), **self._cluster(I)}
 

@@ -16,7 +16,9 @@ Statistics are computed in float32 even under mixed precision; the normalised te
 The normalisations run as one fused function with a hand-written gradient (`normalize`, `gated_normalize`):
 the affine is folded into one per-sample scale and offset, and the backward pass is two reductions and a
 few elementwise ops instead of the ~20 that autodiff makes of moments -> normalise -> affine -> gate
-(issue 7: these were ~20 % of a training step's op time on CPU).
+(issue 7: these were ~20 % of a training step's op time on CPU). That fused function is TensorFlow's; under
+another Keras 3 backend (JAX, PyTorch) the same arithmetic runs as plain `keras.ops` and that backend's
+autodiff, so the `.keras` files load and run wherever Keras 3 does.
 """
 
 from __future__ import annotations
@@ -287,8 +289,22 @@ def _backward(dy32, saved, gamma, axes):
     return dy32 * scale + (x32 * a + b), d_gamma, d_beta
 
 
+def _forward_ops(x, gamma, beta, axes, epsilon):
+    """`_forward`'s y in backend-neutral keras.ops (the path of the JAX and PyTorch backends)."""
+    x32 = ops.cast(x, "float32")
+    mean = ops.mean(x32, axes, keepdims=True)
+    scale = ops.rsqrt(ops.mean(ops.square(x32 - mean), axes, keepdims=True) + epsilon) * gamma
+    return x32 * scale + (beta - mean * scale)
+
+
+def _fused() -> bool:
+    return keras.backend.backend() == "tensorflow"
+
+
 def normalize(x, gamma, beta, axes, epsilon):
     """(x - mean) / sqrt(var + epsilon) * gamma + beta over `axes`, in x's dtype (SPEC §2)."""
+    if not _fused():
+        return ops.cast(_forward_ops(x, gamma, beta, axes, epsilon), x.dtype)
 
     @tf.custom_gradient
     def fused(x, gamma, beta):
@@ -305,6 +321,8 @@ def normalize(x, gamma, beta, axes, epsilon):
 
 def gated_normalize(x_l, x_r, gamma, beta, axes, epsilon):
     """GLU-LNorm's LN(x_l) * sigmoid(x_r) in x_l's dtype, x_r never normalised (paper Sec. 3)."""
+    if not _fused():
+        return ops.cast(_forward_ops(x_l, gamma, beta, axes, epsilon), x_l.dtype) * ops.sigmoid(x_r)
 
     @tf.custom_gradient
     def fused(x_l, x_r, gamma, beta):

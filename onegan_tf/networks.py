@@ -363,8 +363,12 @@ NETWORK_NAMES = ("V_bg", "V_p", "V_c", "G_bg0", "G_bg1", "G_fg0", "G_fg1", "G_fg
                  "E_c", "E_p", "E_bg", "D_bg", "D_c")
 
 
-def build_networks(cfg: ModelConfig) -> dict[str, keras.Model]:
-    """Every sub-network of one OneGAN, sized by `cfg`, built (weights created) without a training step."""
+def build_networks(cfg: ModelConfig, names: tuple[str, ...] = NETWORK_NAMES) -> dict[str, keras.Model]:
+    """Every sub-network of one OneGAN (or those in `names`), sized by `cfg`, built (weights created) without
+    a training step."""
+    unknown = sorted(set(names) - set(NETWORK_NAMES))
+    if unknown:
+        raise ValueError(f"no network named {', '.join(unknown)}; the networks are {', '.join(NETWORK_NAMES)}")
     w = cfg.width
     S = cfg.image_size
     gen = tuple(w(c) for c in GEN_WIDTHS)
@@ -385,6 +389,7 @@ def build_networks(cfg: ModelConfig) -> dict[str, keras.Model]:
         "D_bg": BackgroundDiscriminator(S, (w(64), w(128), w(256)), name="D_bg"),
         "D_c": ObjectDiscriminator(S, enc, hidden, cfg.n_child, name="D_c"),
     }
+    nets = {name: nets[name] for name in NETWORK_NAMES if name in names}
     _build(nets, cfg)
     return nets
 

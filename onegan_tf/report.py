@@ -28,12 +28,14 @@ from onegan_tf.config import Config
 CLASSIFIER_EPOCHS = 8
 
 
-def collect(data_cfg, image_size: int, split: str, batch_size: int = 100) -> dict:
-    """A whole (small) evaluation split as numpy arrays: image, mask (bool, H x W), child, parent."""
+def collect(data_cfg, image_size: int, split: str, batch_size: int = 100,
+            classes: tuple[int, int] | None = None) -> dict:
+    """A whole (small) evaluation split as numpy arrays: image, mask (bool, H x W), child, parent
+    (`classes` as in `data.eval_dataset`)."""
     from onegan_tf import data
 
     parts = {"image": [], "mask": [], "child": [], "parent": []}
-    for batch in data.eval_dataset(data_cfg, image_size, batch_size, split):
+    for batch in data.eval_dataset(data_cfg, image_size, batch_size, split, classes):
         for k in parts:
             if k in batch:
                 parts[k].append(batch[k].numpy())
@@ -113,7 +115,7 @@ def finalize_run(cfg: Config, model=None, step: int | None = None, raw_model=Non
         raw_report = evaluate.evaluate(run_dir, raw_generation, split=tc.final_split, feature_net=feature_net,
                                        num_generated=tc.final_num_generated, out_dir=os.path.join(out_dir, "raw"),
                                        seed=tc.seed, figures=False, progress=tc.progress, model=raw_model)
-    real = collect(cfg.data, mc.image_size, tc.final_split)
+    real = collect(cfg.data, mc.image_size, tc.final_split, classes=(mc.n_child, mc.n_parent))
     area = baselines.mean_area_fraction(train_split["mask"]) if "mask" in real else None
     base = (baselines.all_baselines(real["image"], real["mask"], real.get("child"), real.get("parent"), area,
                                     mc.n_child, mc.n_parent, tc.seed) if "mask" in real else {})

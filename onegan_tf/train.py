@@ -32,7 +32,7 @@ FLAGS = flags.FLAGS
 # Settings that may change between a run and its resumption (bookkeeping, devices, speed).
 RESUMABLE_CHANGES = ("run_dir", "log_every", "image_every", "ckpt_every", "keep_checkpoints", "profile_steps",
                      "progress", "strategy", "devices", "jit_compile", "data_dir", "data_cache",
-                     "tfds_download", "tfds_manual_dir", "final_eval", "final_split", "final_feature_net",
+                     "tfds_download", "tfds_manual_dir", "class_parents", "final_eval", "final_split", "final_feature_net",
                      "final_num_generated", "final_export")
 GRID_COLUMNS = 8
 # The distilled segmenter, written into the run directory when distillation ends.
@@ -85,7 +85,26 @@ def check_data(cfg: Config) -> dict:
         if known and known != model:
             raise ConfigError(f"--{name}={model} but dataset {cfg.data.dataset!r} has {known} classes; "
                               f"set --{name}={known}")
+    check_final_eval(cfg, info)
     return info
+
+
+def check_final_eval(cfg: Config, info: dict) -> None:
+    """Refuse before training a --final_eval the data cannot serve (an unlabelled or mask-free set)."""
+    from onegan_tf.evaluate import check_requirements
+    from onegan_tf.metrics.registry import MetricError
+
+    tc = cfg.train
+    metrics = [m.strip() for m in tc.final_eval.split(",") if m.strip()]
+    try:
+        check_requirements(metrics, info, tc.final_num_generated)
+    except MetricError as e:
+        raise ConfigError(f"--final_eval={tc.final_eval}: {e}") from None
+    generative = [m for m in metrics if m in ("fid", "is", "cfid", "cis")]
+    if generative and tc.final_feature_net == "finetuned" and not info["has_labels"]:
+        raise ConfigError(f"--final_eval={tc.final_eval} with --final_feature_net=finetuned fine-tunes a "
+                          f"classifier on child labels, and dataset {info['dataset']!r} has none: pass "
+                          f"--final_feature_net=inception_imagenet (or a .keras classifier)")
 
 
 def check_resumable(cfg: Config, run_dir: str) -> None:
@@ -129,6 +148,7 @@ def dry_run(cfg: Config, out=sys.stdout) -> dict:
     """Resolved config, per-network parameter counts and the step plan, printed; nothing trained (the data
     is read only for settings given as `auto`)."""
     from onegan_tf.model import OneGAN
+    from onegan_tf.segmenter import build_segmenter
     from onegan_tf.trainer import step_plan
 
     cfg, estimates = resolve_from_data(cfg)
@@ -141,11 +161,18 @@ def dry_run(cfg: Config, out=sys.stdout) -> dict:
     for name, n in counts.items():
         print(f"  {name:<6} {n:>14,}", file=out)
     print(f"  {'total':<6} {sum(counts.values()):>14,}", file=out)
+    tc = cfg.train
+    segmenter = build_segmenter(cfg.model).count_params() if tc.distill_steps else None
+    if segmenter:
+        print(f"  and the distilled segmenter {segmenter:,}", file=out)
     print("\nStep plan:", file=out)
     for row in plan:
         print(f"  Phase {row['phase']:<4} steps {row['first']:>8,} .. {row['last']:>8,} "
               f"({row['steps']:,} steps): {row['paths']}", file=out)
-    return {"parameters": counts, "plan": plan}
+    if segmenter:
+        print(f"  then {tc.distill_steps:,} distillation steps: the segmenter on generated (I, I_m), "
+              f"{tc.generator_weights} generator weights, {tc.distill_target} targets", file=out)
+    return {"parameters": counts, "plan": plan, "segmenter_parameters": segmenter}
 
 
 # ---------------------------------------------------------------------------------------------- the loop
@@ -248,6 +275,7 @@ def train(cfg: Config) -> dict:
     summary = {"run_dir": run_dir, "start_step": start, "end_step": end_step, "steps_run": end_step - start,
                "phase": PHASES[phase_at(max(end_step - 1, 0), tc)], "wall_s": round(time.time() - t0, 1),
                "final_losses": values, "images_per_s": images_per_s, "replicas": replicas,
+               "traces": trainer.tracing_counts(),
                "checkpoint": manager.latest_checkpoint, "data": {k: info[k] for k in ("dataset", "n_images")}}
     if chief:
         write_json(os.path.join(run_dir, "summary.json"), summary)

@@ -181,6 +181,13 @@ class OneGANTrainer(tf.Module):
             fns[phase] = tf.function(self._make_step(phase))
         return fns[phase](dist_batch)
 
+    def tracing_counts(self) -> dict:
+        """Phase name -> how often its step has been traced in this process: once, unless an input changed
+        its structure, dtype or shape, or a Python value stood where a tensor belongs (a retrace per step
+        re-runs Python and re-optimises the graph every iteration)."""
+        return {PHASES[p]: int(fn.experimental_get_tracing_count())
+                for p, fn in sorted(self._untracked.step_fns.items())}
+
     def _make_step(self, phase):
         replica = self._replica_fn(phase)
         if self.cfg.train.jit_compile:

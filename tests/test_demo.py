@@ -18,16 +18,18 @@ def test_shortened_demo_trains_evaluates_exports_and_writes_the_report(tmp_path)
         f"--flagfile={os.path.join(REPO, 'configs', 'demo.cfg')}", f"--run_dir={run_dir}",
         "--synthetic_train_size=120", "--synthetic_test_size=36", "--batch_size=4", "--channel_mult=0.125",
         "--phase1_steps=12", "--phase2a_steps=6", "--phase2b_steps=12", "--log_every=10", "--image_every=30",
-        "--ckpt_every=30", "--final_num_generated=24", "--noprogress", timeout=1500)
+        "--ckpt_every=30", "--final_num_generated=24", "--distill_steps=6", "--noprogress", timeout=1500)
     assert result.returncode == 0, result.stderr[-3000:]
 
     report_md = open(os.path.join(run_dir, "report.md")).read()
     for row in ("mask IOU", "child NMI", "parent ACC", "FID", "CIS", "all foreground", "centred ellipse",
-                "k-means on pixels (k=12)", "k-means on pixels (k=4)"):
+                "k-means on pixels (k=12)", "k-means on pixels (k=4)", "distilled segmenter", "encoder masks",
+                "FID ↓ (EMA weights)", "FID ↓ (raw weights)", "images/s, distilled segmenter"):
         assert row in report_md, row
     final = json.load(open(os.path.join(run_dir, "eval", "final.json")))
     metrics = final["report"]["metrics"]
-    assert set(metrics) == {"segmentation", "clustering", "fid", "is", "cfid", "cis"}
+    assert set(metrics) == {"segmentation", "segmentation_distilled", "clustering", "fid", "is", "cfid", "cis"}
+    assert set(final["raw_generation"]) == {"fid", "is", "cfid", "cis"}
     assert 0.0 <= metrics["segmentation"]["iou"] <= 1.0 and 0.0 <= metrics["clustering"]["child_nmi"] <= 1.0
     assert final["report"]["split"] == "test" and final["report"]["n_images"] == 36
     assert set(final["baselines"]) == {"all_foreground", "centred_ellipse", "border_colour", "kmeans_child",
@@ -38,3 +40,4 @@ def test_shortened_demo_trains_evaluates_exports_and_writes_the_report(tmp_path)
     export = os.path.join(run_dir, "export", "onegan", "30")
     assert os.path.exists(os.path.join(export, "saved_model.pb"))
     assert os.path.exists(os.path.join(export, "assets.extra", "tf_serving_warmup_requests"))
+    assert os.path.exists(os.path.join(run_dir, "segmenter.keras"))

@@ -5,6 +5,8 @@ through the command line; the tests then load it the way a server would: in a fr
 TensorFlow alone, through `saved_model_cli`, and by replaying the warmup requests.
 """
 
+import base64
+import io
 import json
 import os
 import subprocess
@@ -69,8 +71,42 @@ def loaded(exported):
 
 
 def _decoded(image_bytes):
-    """What a model-sized PNG decodes to, computed without the export's code."""
-    return np.stack([tf.io.decode_png(b).numpy() for b in image_bytes]).astype(np.float32) / 127.5 - 1.0
+    """What the model must see of encoded images, computed without the export's code: RGB (a grayscale image's
+    one channel repeated), the centred square, resized to the model's size (bilinear, antialiased, rounded to
+    8 bits) unless it has that size already, scaled to [-1, 1]."""
+    out = []
+    for b in image_bytes:
+        image = tf.io.decode_image(b, expand_animations=False).numpy()
+        if image.shape[-1] == 1:
+            image = np.repeat(image, 3, axis=-1)
+        h, w, _ = image.shape
+        side = min(h, w)
+        square = image[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
+        square = square.astype(np.float32)
+        if side != CFG.image_size:
+            square = np.round(np.clip(tf.image.resize(square, (CFG.image_size,) * 2, "bilinear", antialias=True),
+                                      0, 255))
+        out.append(square / 127.5 - 1.0)
+    return np.stack(out)
+
+
+def _client_images():
+    """Encoded images a client would send: a wide RGB JPEG (cropped and resized in the SavedModel) and a tall
+    grayscale JPEG (one channel), both larger than the model's size, with smooth content and an object off
+    the centre so that a wrong crop or channel handling changes the outputs."""
+    from PIL import Image
+
+    y, x = np.mgrid[0:45, 0:70]
+    wide = np.stack([x * 3, y * 5, (x + y) * 2], -1).astype(np.uint8)
+    wide[10:30, 40:60] = (220, 40, 30)
+    tall = (np.mgrid[0:72, 0:50][0] * 3).astype(np.uint8)
+    tall[20:40, 5:25] = 250
+    encoded = []
+    for array, mode in ((wide, "RGB"), (tall, "L")):
+        buf = io.BytesIO()
+        Image.fromarray(array, mode).save(buf, "JPEG", quality=90)
+        encoded.append(buf.getvalue())
+    return np.array(encoded, object)
 
 
 def expected_outputs(model, signature, inputs):
@@ -105,37 +141,101 @@ def cases():
         inputs = export.example_inputs(name, CFG, BATCH)
         inputs.update(betas=np.array([0.3, 0.6, 0.7, 0.9], np.float32), seed=np.array([4, 2], np.int64))
         out.append((f"{name}+controls", name, inputs))
+    for name in ("serving_default", "cluster_bytes", "reconstruct_bytes"):
+        inputs = export.example_inputs(name, CFG, BATCH)
+        inputs["image_bytes"] = _client_images()
+        out.append((f"{name}+jpeg", name, inputs))
     return out
 
 
+def rest_requests():
+    """(case name, signature, inputs, body): TF Serving REST predict bodies of the client JPEGs, in the row
+    format (`instances`, one `{"b64": ...}` per image: a single-input signature) and the columnar format
+    (`inputs` by name: a signature whose controls are not batched)."""
+    images = _client_images()
+    b64 = [{"b64": base64.b64encode(b).decode("ascii")} for b in images]
+    return [
+        ("rest rows", "serving_default", {"image_bytes": images},
+         json.dumps({"signature_name": "serving_default", "instances": b64})),
+        ("rest columns", "segment_bytes", {"image_bytes": images, "betas": np.zeros((0,), np.float32),
+                                           "seed": np.array([4, 2], np.int64)},
+         json.dumps({"signature_name": "segment_bytes", "inputs": {"image_bytes": b64, "betas": [],
+                                                                   "seed": [4, 2]}})),
+    ]
+
+
 FRESH_PROCESS = textwrap.dedent("""
-    import pickle, sys
+    import base64, json, pickle, sys
     import numpy as np
     import tensorflow as tf
 
+    def rest_value(value, dtype):
+        # TF Serving's JSON rules: {"b64": ...} is the bytes of a string element; lists nest as dimensions;
+        # the element type is the signature's.
+        def walk(v):
+            if isinstance(v, dict):
+                assert set(v) == {"b64"} and dtype == tf.string, v
+                return base64.b64decode(v["b64"])
+            return [walk(x) for x in v] if isinstance(v, list) else v
+        return np.array(walk(value), dtype=object if dtype == tf.string else dtype.as_numpy_dtype)
+
+    def rest_predict(loaded, body):
+        # The REST predict API: `instances` (rows, batched along dim 0) or `inputs` (columns), never both;
+        # a bare value in either stands for a signature's single input. The answer is JSON as the server's.
+        request = json.loads(body)
+        signature = loaded.signatures[request.get("signature_name", "serving_default")]
+        specs = signature.structured_input_signature[1]
+        assert ("instances" in request) != ("inputs" in request), sorted(request)
+        if "instances" in request:
+            rows = request["instances"]
+            single = len(specs) == 1 and not (isinstance(rows[0], dict) and set(rows[0]) != {"b64"})
+            columns = {next(iter(specs)): rows} if single else {k: [r[k] for r in rows] for k in specs}
+        else:
+            columns = request["inputs"]
+            columns = columns if isinstance(columns, dict) and set(columns) != {"b64"} else {
+                next(iter(specs)): columns}
+        assert set(columns) == set(specs), (sorted(columns), sorted(specs))
+        out = signature(**{k: tf.constant(rest_value(v, specs[k].dtype)) for k, v in columns.items()})
+        out = {k: v.numpy().tolist() for k, v in out.items()}
+        if "instances" in request:
+            return json.dumps({"predictions": [{k: v[i] for k, v in out.items()} for i in range(len(rows))]})
+        return json.dumps({"outputs": out})
+
     loaded = tf.saved_model.load(sys.argv[1])
+    calls, requests = pickle.load(open(sys.argv[2], "rb"))
     results = {}
-    for case, signature, inputs in pickle.load(open(sys.argv[2], "rb")):
+    for case, signature, inputs in calls:
         out = loaded.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
         results[case] = {k: v.numpy() for k, v in out.items()}
+    responses = {case: rest_predict(loaded, body) for case, body in requests}
     assert not any(m.startswith("onegan_tf") for m in sys.modules), "the SavedModel needed onegan_tf"
-    pickle.dump(results, open(sys.argv[3], "wb"))
+    pickle.dump((results, responses), open(sys.argv[3], "wb"))
 """)
+
+
+def _rest_outputs(response: str) -> dict:
+    """Output name -> array from a REST response: `predictions` rows restacked, or `outputs` columns."""
+    body = json.loads(response)
+    if "predictions" in body:
+        rows = body["predictions"]
+        return {k: np.array([r[k] for r in rows]) for k in rows[0]}
+    return {k: np.array(v) for k, v in body["outputs"].items()}
 
 
 @pytest.mark.slow
 def test_every_signature_runs_in_a_fresh_tensorflow_only_process_and_matches_the_model(exported, tmp_path):
     import pickle
 
-    all_cases = cases()
+    all_cases, requests = cases(), rest_requests()
     with open(tmp_path / "inputs.pkl", "wb") as f:
-        pickle.dump(all_cases, f)
+        pickle.dump((all_cases, [(case, body) for case, _, _, body in requests]), f)
     subprocess.run([sys.executable, "-c", FRESH_PROCESS, exported["saved_model"], str(tmp_path / "inputs.pkl"),
                     str(tmp_path / "outputs.pkl")], check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     with open(tmp_path / "outputs.pkl", "rb") as f:
-        results = pickle.load(f)
+        results, responses = pickle.load(f)
     assert {c[1] for c in all_cases} == set(export.SIGNATURES)
-    for case, signature, inputs in all_cases:
+    results.update({case: _rest_outputs(responses[case]) for case, _, _, _ in requests})
+    for case, signature, inputs in all_cases + [r[:3] for r in requests]:
         want = expected_outputs(exported["model"], signature, inputs)
         got = results[case]
         assert sorted(got) == sorted(want), case

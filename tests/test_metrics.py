@@ -262,6 +262,28 @@ def test_segmentation_metric_per_image_and_dataset_level():
     assert result["dice"] == pytest.approx(2 / 3) and result["dice_dataset"] == pytest.approx(2 / 3)
 
 
+def test_distilled_segmenter_is_scored_like_the_encoder_masks_with_its_speed():
+    ctx = FakeContext()
+
+    def segment(images):  # the left three quarters: IoU 2/3, DICE 4/5 against the left half
+        out = np.zeros(images.shape[:3] + (1,), np.float32)
+        out[:, :, : 3 * ctx.size // 4] = 0.8
+        return out
+
+    ctx.segment = segment
+    result = metrics.compute(["segmentation", "segmentation_distilled"], ctx)
+    assert result["segmentation"]["iou"] == pytest.approx(0.5)
+    assert result["segmentation_distilled"]["iou"] == pytest.approx(2 / 3)
+    assert result["segmentation_distilled"]["dice"] == pytest.approx(0.8)
+    assert result["segmentation_distilled"]["n_images"] == 18
+    assert result["segmentation_distilled"]["images_per_s"] > 0
+
+
+def test_distilled_segmentation_without_a_segmenter_says_how_to_get_one():
+    with pytest.raises(metrics.MetricError, match="--distill_steps"):
+        metrics.compute(["segmentation_distilled"], FakeContext())
+
+
 def test_clustering_metric_finds_permuted_clusters():
     result = metrics.compute(["clustering"], FakeContext())["clustering"]
     assert result == pytest.approx({"child_acc": 1.0, "child_nmi": 1.0, "parent_acc": 1.0, "parent_nmi": 1.0,
@@ -319,7 +341,8 @@ def test_metrics_stream_real_batches_without_materialising_them():
 
 
 def test_registry_lists_the_spec_metrics():
-    assert metrics.available() == ["cfid", "cis", "clustering", "fid", "is", "segmentation"]
+    assert metrics.available() == ["cfid", "cis", "clustering", "fid", "is", "segmentation",
+                                   "segmentation_distilled"]
 
 
 def test_unknown_metric_is_rejected_before_anything_runs():

@@ -341,10 +341,10 @@ def test_both_paths_return_every_named_tensor_with_spec_shapes(size):
 
 
 @pytest.mark.slow
-def test_full_size_forward_pass_of_both_paths_on_cpu():
-    keras.utils.set_random_seed(0)
-    gan = OneGAN(ModelConfig())
+def test_full_size_forward_pass_of_both_paths_on_cpu(full_size_trainer):
+    gan = full_size_trainer.model
     cfg = gan.cfg
+    assert cfg == ModelConfig()
     want_gen, want_rec = expected_path_shapes(cfg, batch=2)
     gen = gan.generate(tf.constant([0, 199]), M.sample_z(tf.constant([0, 1]), 2, cfg.d_z))
     assert shapes(gen) == want_gen

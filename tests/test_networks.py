@@ -6,7 +6,6 @@ import pytest
 
 from onegan_tf import networks
 from onegan_tf.config import DATASET_CLASSES, ModelConfig
-from onegan_tf.model import OneGAN
 
 # SPEC §3, Birds (N_C = 200, N_P = 20), image size 128, channel multiplier 1.0.
 PAPER_COUNTS = {
@@ -25,9 +24,13 @@ def class_dependent_difference(n_child, n_parent, cfg=ModelConfig(), hidden=netw
     return dc * (cfg.d_c + 2 * (hidden + 1)) + dp * (cfg.d_bg + cfg.d_p + (hidden + 1))
 
 
+# The networks whose size depends on the class counts (the small-scale test below shows no other one does).
+CLASS_DEPENDENT = ("V_bg", "V_p", "V_c", "E_c", "E_p", "D_c")
+
+
 @pytest.mark.slow
-def test_parameter_counts_match_the_paper_table_for_birds():
-    counts = OneGAN(ModelConfig()).parameter_counts()
+def test_parameter_counts_match_the_paper_table_for_birds(full_size_trainer):
+    counts = full_size_trainer.model.parameter_counts()
     assert counts == PAPER_COUNTS
     assert sum(counts.values()) == PAPER_TOTAL
 
@@ -35,9 +38,11 @@ def test_parameter_counts_match_the_paper_table_for_birds():
 @pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["dogs", "cars"])
 def test_parameter_counts_of_dogs_and_cars_differ_from_birds_only_in_class_dependent_layers(dataset):
+    """Only the class-dependent networks are built at full size; the others keep Birds' counts."""
     n_child, n_parent = DATASET_CLASSES[dataset]
-    counts = {k: v.count_params() for k, v in
-              networks.build_networks(ModelConfig(n_child=n_child, n_parent=n_parent)).items()}
+    built = networks.build_networks(ModelConfig(n_child=n_child, n_parent=n_parent), names=CLASS_DEPENDENT)
+    assert tuple(built) == CLASS_DEPENDENT
+    counts = dict(PAPER_COUNTS, **{k: v.count_params() for k, v in built.items()})
     cfg = ModelConfig()
     expected = dict(PAPER_COUNTS, V_bg=n_parent * cfg.d_bg, V_p=n_parent * cfg.d_p, V_c=n_child * cfg.d_c,
                     E_c=PAPER_COUNTS["E_c"] + (n_child - 200) * 513,
@@ -55,7 +60,7 @@ def test_class_counts_change_only_the_embeddings_and_logits_heads_at_small_scale
 
     a, b = counts(200, 20), counts(12, 4)
     changed = {k for k in a if a[k] != b[k]}
-    assert changed == {"V_bg", "V_p", "V_c", "E_c", "E_p", "D_c"}
+    assert changed == set(CLASS_DEPENDENT)
     hidden = ModelConfig(channel_mult=0.125).width(networks.HIDDEN)
     assert sum(b.values()) - sum(a.values()) == class_dependent_difference(12, 4, hidden=hidden)
 
@@ -154,6 +159,13 @@ def test_mask_head_sees_the_parent_code_only_when_asked():
 
 # ---------------------------------------------------------------------------------------------------------
 # Structure the counts do not show.
+
+
+def test_build_networks_builds_the_named_networks_only_and_refuses_unknown_names():
+    cfg = small_config(32)
+    assert tuple(networks.build_networks(cfg, names=("D_c", "V_bg"))) == ("V_bg", "D_c")
+    with pytest.raises(ValueError, match="no network named G_fg3; the networks are V_bg, V_p"):
+        networks.build_networks(cfg, names=("G_fg3",))
 
 
 def test_embeddings_are_lookup_tables_without_bias():

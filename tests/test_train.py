@@ -367,16 +367,13 @@ def test_dry_run_prints_the_settings_it_estimates_from_the_data():
 
 
 @pytest.mark.slow
-def test_one_phase_iib_step_of_the_full_size_model_at_batch_2():
+def test_one_phase_iib_step_of_the_full_size_model_at_batch_2(full_size_trainer):
     """ModelConfig() defaults (128x128, paper widths, 200/20 classes), every path and clone, on the CPU."""
-    import keras
-
     from onegan_tf.config import Config, TrainConfig
-    from onegan_tf.trainer import OneGANTrainer
 
-    cfg = Config(train=TrainConfig(batch_size=2))
-    keras.utils.set_random_seed(0)
-    trainer = OneGANTrainer(cfg)
+    trainer = full_size_trainer
+    cfg = trainer.cfg
+    assert cfg == Config(train=TrainConfig(batch_size=2))
     assert sum(trainer.model.parameter_counts().values()) == 143_992_534
     trainer.init_clones()
     batch = _tiny_batch(cfg)

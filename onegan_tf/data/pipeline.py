@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from onegan_tf.config import DataConfig
 from onegan_tf.data.protocol import Protocol, build_protocol, object_crop
-from onegan_tf.data.sources import DataError, Example
+from onegan_tf.data.sources import DataError, Example, parent_of
 
 AUTOTUNE = tf.data.AUTOTUNE
 _STREAM_SALT = {"x_c": 1, "x_bg": 2}
@@ -165,11 +165,14 @@ def train_streams(data_cfg: DataConfig, image_size: int, global_batch: int, seed
 # -------------------------------------------------------------------------------------------- evaluation
 
 
-def eval_dataset(data_cfg: DataConfig, image_size: int, batch_size: int, split: str = "object") -> tf.data.Dataset:
+def eval_dataset(data_cfg: DataConfig, image_size: int, batch_size: int, split: str = "object",
+                 classes: tuple[int, int] | None = None) -> tf.data.Dataset:
     """Finite, key-ordered batches of {image [B,H,W,3] in [-1,1], child [B], parent [B] (int32, -1 where
     unknown), mask [B,H,W,1] in [0,1] (only when the source has masks)} — the object crop, no flip.
 
     split: "object" (the 80 %), "background_images" (the 20 %), "all", or "test" (synthetic's held-out set).
+    classes: the model's (N_C, N_P); a child the source names no parent for then gets the contiguous-block
+    parent c // (N_C // N_P) (SPEC §1) — how a CUB-format tree without a parent file is evaluated.
     The last batch may be smaller than batch_size.
     """
     protocol = build_protocol(data_cfg)
@@ -178,7 +181,8 @@ def eval_dataset(data_cfg: DataConfig, image_size: int, batch_size: int, split: 
     with_mask = protocol.source.has_masks
     table = _Table(examples, [object_crop(e, data_cfg.crop) for e in examples], with_mask)
     child = tf.constant([e.child for e in examples], tf.int32)
-    parent = tf.constant([e.parent for e in examples], tf.int32)
+    parent = tf.constant([parent_of(e.child, *classes) if e.parent < 0 and classes else e.parent
+                          for e in examples], tf.int32)
 
     def load(i):
         out = {"image": _to_unit_range(_load_image(table, i, image_size)), "child": child[i],
@@ -222,7 +226,7 @@ def describe(data_cfg: DataConfig) -> dict:
         "has_labels": src.has_labels,
         "has_masks": src.has_masks,
         "n_images": {"object": len(protocol.object), "background_images": len(protocol.background_images),
-                     "all": len(protocol.object) + len(protocol.background_images),
+                     "all": len(src.examples),
                      "test": len(src.test_examples)},
         "n_background_patches": len(protocol.patches),
         "n_background_images_without_patch": len(protocol.no_patch),

@@ -12,6 +12,10 @@ background patches — plain numpy geometry on the validated `Example`s, no Tens
   `background_patches_per_image` largest candidates are kept, each placed at a random position along its
   strip (seeded by `split_seed` and the image key, so patches do not depend on the other images).
   Images without a candidate are skipped, counted and logged.
+- **Without boxes** (`background_dir`): X_bg is cut from a separate tree of object-free images instead —
+  `background_patches_per_image` squares per image, each of random side in [1/4, 1] × the shorter image
+  side at a random position (seeded like the strips) — and every image of the source is an object image.
+  A source without boxes (a plain image folder) needs it, and takes `crop=full`.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 from absl import logging
 
 from onegan_tf.config import DataConfig
-from onegan_tf.data.sources import DataError, Example, Source, load_source
+from onegan_tf.data.sources import DataError, Example, Source, load_backgrounds, load_source
 
 OBJECT_NUMERATOR, OBJECT_DENOMINATOR = 4, 5  # 80 % object images, 20 % background images
 CROP_SCALE = 1.5  # FineGAN's object crop: 1.5 × max(box w, h)
@@ -46,13 +50,17 @@ class Protocol:
     background_images: tuple[Example, ...]  # the 20 %, key order
     patches: tuple[tuple[int, Box], ...]  # (index into background_images, square patch)
     no_patch: tuple[str, ...]  # keys of background images without a valid patch
+    background_dir: str = ""  # where background_images come from when they are not part of the source
 
     def examples(self, split: str) -> tuple[Example, ...]:
         splits = {"object": self.object, "background_images": self.background_images,
-                  "all": tuple(sorted(self.object + self.background_images, key=lambda e: e.key)),
-                  "test": self.source.test_examples}
+                  "all": self.source.examples, "test": self.source.test_examples}
         if split not in splits:
             raise DataError(f"split={split!r} is not known; allowed values: {tuple(splits)}")
+        if split == "background_images" and self.background_dir:
+            raise DataError(f"split='background_images' are the 20 % of the source beside X_c; with "
+                            f"--background_dir={self.background_dir} the background set is object-free images, "
+                            f"not examples of --dataset={self.source.name}: use 'object' or 'all'")
         if split == "test" and not self.source.test_examples:
             raise DataError(f"split='test' needs a source with a held-out test split (synthetic); "
                             f"--dataset={self.source.name} has none: use 'object', 'background_images' "
@@ -123,6 +131,14 @@ def background_patches(height: int, width: int, bbox: tuple[int, int, int, int],
     return patches
 
 
+def random_patches(height: int, width: int, n: int, rng: np.random.Generator) -> list[Box]:
+    """`n` squares of an object-free image: side uniform in [1/4, 1] × the shorter side, position uniform."""
+    short = min(height, width)
+    sides = rng.integers(max(1, math.ceil(short * MIN_PATCH_FRACTION)), short + 1, size=n)
+    return [(int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1)), int(side),
+             int(side)) for side in sides]
+
+
 def patch_rng(split_seed: int, key: str) -> np.random.Generator:
     return np.random.default_rng([split_seed, zlib.crc32(key.encode())])
 
@@ -135,6 +151,16 @@ def build_protocol(cfg: DataConfig) -> Protocol:
 @functools.lru_cache(maxsize=8)
 def _build_protocol_cached(cfg: DataConfig) -> Protocol:
     source = load_source(cfg)
+    if not source.has_boxes:
+        if not cfg.background_dir:
+            raise DataError(f"--dataset={cfg.dataset} --data_dir={cfg.data_dir} has no object boxes, so no "
+                            f"background patches can be cut beside them: pass --background_dir=<folder of "
+                            f"object-free images> (and --crop=full), see data/README.md")
+        if cfg.crop != "full":
+            raise DataError(f"--crop={cfg.crop} crops around the object box, and --dataset={cfg.dataset} "
+                            f"--data_dir={cfg.data_dir} has none: use --crop=full")
+    if cfg.background_dir:
+        return _protocol_with_background_dir(cfg, source)
     object_examples, background_images = split_object_background(source.examples, cfg.split_seed)
     patches, no_patch = [], []
     for i, e in enumerate(background_images):
@@ -150,3 +176,14 @@ def _build_protocol_cached(cfg: DataConfig) -> Protocol:
     logging.info("data %s: %d object images, %d background images -> %d background patches, %d unreadable",
                  source.name, len(object_examples), len(background_images), len(patches), len(source.corrupt))
     return Protocol(source, object_examples, background_images, tuple(patches), tuple(no_patch))
+
+
+def _protocol_with_background_dir(cfg: DataConfig, source: Source) -> Protocol:
+    backgrounds, corrupt = load_backgrounds(cfg.background_dir)
+    patches = [(i, p) for i, e in enumerate(backgrounds)
+               for p in random_patches(e.height, e.width, cfg.background_patches_per_image,
+                                       patch_rng(cfg.split_seed, e.key))]
+    logging.info("data %s: %d object images (whole set), %d background images of %s -> %d background "
+                 "patches; %d unreadable images, %d unreadable backgrounds", source.name, len(source.examples),
+                 len(backgrounds), cfg.background_dir, len(patches), len(source.corrupt), len(corrupt))
+    return Protocol(source, source.examples, backgrounds, tuple(patches), (), cfg.background_dir)

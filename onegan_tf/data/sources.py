@@ -8,15 +8,17 @@ in the log (`Source.corrupt`) — the run goes on. Images the TensorFlow decoder
 JPEG/PNG that `tf.io.decode_image(channels=3)` turns into RGB (grayscale and CMYK included).
 
 Sources (`DataConfig.dataset`):
-  cub                  CUB-200-2011 release layout under `data_dir` (see data/README.md).
+  cub                  CUB-200-2011 release layout under `data_dir`, any number of classes (see data/README.md).
   caltech_birds2011,   TFDS builders; images are extracted once to files next to the TFDS data
   stanford_dogs,       (`<tfds data_dir>/onegan_tf_files/<name>/`) so the pipeline reads files by index.
   cars196
   folder               `images/`, optional `masks/`, `annotations.json` — the layout `synthetic.write_dataset`
-                       writes; the generic way to bring your own data.
+                       writes; the generic way to bring your own data. Without `annotations.json`: a plain
+                       tree of images, no boxes, labels or masks (train it with `--background_dir`).
   synthetic            `onegan_tf.data.synthetic`, generated on the fly (optionally cached to `data_dir`).
 `DataConfig.mask_dir` adds ground-truth masks (one PNG per image, matched by file stem) to folder and TFDS
-sources — how the DeepLabV3 masks the paper used for Dogs and Cars are given.
+sources — how the DeepLabV3 masks the paper used for Dogs and Cars are given. `load_backgrounds` reads
+`DataConfig.background_dir`, a tree of object-free images that replaces the patches cut beside the boxes.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ _TF_MODES = {"RGB", "L", "CMYK", "RGBA", "LA", "P"}
 # Encoded images kept in memory end up as constants in the tf.data graph (2 GB limit); above this many raw
 # bytes a generated set is written to PNG files instead.
 _MAX_IN_MEMORY_BYTES = 512 * 2**20
+# File name endings of the plain image trees (folder without annotations.json, background_dir).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 class DataError(ValueError):
@@ -84,6 +88,9 @@ class Source:
     test_examples: tuple[Example, ...] = ()
     # Files that could not be read: (file, reason).
     corrupt: tuple[tuple[str, str], ...] = ()
+    # False when the source has no object boxes (a plain image folder): each Example.bbox is the whole
+    # image, so neither the bbox crop nor the patches beside the box exist.
+    has_boxes: bool = True
 
 
 @dataclasses.dataclass
@@ -93,7 +100,7 @@ class _Raw:
 
     key: str
     image: str | bytes | np.ndarray
-    bbox: Any
+    bbox: Any  # None: no box, the whole image
     child: int = -1
     parent: int = -1
     mask: str | bytes | np.ndarray | None = None
@@ -132,7 +139,8 @@ def _require(path: str, what: str) -> str:
     return path
 
 
-def _read_table(path: str, what: str, n_fields: int) -> dict[str, list[str]]:
+def _read_table(path: str, what: str, n_fields: int) -> dict[str, tuple[int, list[str]]]:
+    """The lines of a whitespace-separated CUB table by their first field: id -> (line number, other fields)."""
     rows = {}
     with open(_require(path, what)) as f:
         for line_no, line in enumerate(f, 1):
@@ -141,8 +149,69 @@ def _read_table(path: str, what: str, n_fields: int) -> dict[str, list[str]]:
                 continue
             if len(parts) < n_fields:
                 raise DataError(f"{path}:{line_no}: expected {what}, got {line.strip()!r}")
-            rows[parts[0]] = parts[1:]
+            if parts[0] in rows:
+                raise DataError(f"{path}:{line_no}: id {parts[0]} already given on line {rows[parts[0]][0]}")
+            rows[parts[0]] = (line_no, parts[1:])
     return rows
+
+
+def _positive_int(path: str, line_no: int, value: str, what: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise DataError(f"{path}:{line_no}: {what} must be a positive integer, got {value!r}")
+    return number
+
+
+def _cub_classes(root: str, labels: dict[str, tuple[int, list[str]]]) -> int:
+    """N_C of a CUB-format tree: the classes of classes.txt (ids 1..N_C, each once), or without that file
+    the largest class id of image_class_labels.txt. A label outside 1..N_C is refused with its line."""
+    labels_path = os.path.join(root, "image_class_labels.txt")
+    classes_path = os.path.join(root, "classes.txt")
+    if os.path.exists(classes_path):
+        rows = _read_table(classes_path, "lines '<class_id> <class name>'", 2)
+        ids = sorted(_positive_int(classes_path, n, k, "a class id") for k, (n, _) in rows.items())
+        if ids != list(range(1, len(ids) + 1)):
+            gap = next(i for i, c in enumerate(ids, 1) if c != i)
+            raise DataError(f"{classes_path}: class ids must be 1..{len(ids)} (one line each); class {gap} "
+                            f"is missing")
+        n_child = len(ids)
+    else:
+        n_child = max((_positive_int(labels_path, n, v[0], "a class id") for n, v in labels.values()), default=0)
+        logging.info("CUB: no %s; %d classes from the largest id of %s", classes_path, n_child, labels_path)
+    for line_no, (value, *_) in labels.values():
+        if not 1 <= _positive_int(labels_path, line_no, value, "a class id") <= n_child:
+            raise DataError(f"{labels_path}:{line_no}: class {value} is outside 1..{n_child} (the classes of "
+                            f"{classes_path if os.path.exists(classes_path) else labels_path})")
+    return n_child
+
+
+def read_class_parents(path: str, n_child: int) -> tuple[int, ...]:
+    """The parent (0-based) of each class from lines '<class_id> <parent_id>' (1-based, as classes.txt).
+
+    Every class 1..n_child has one line and the parents are 1..N_P without a gap. Groups may differ in size:
+    the grouping is ground truth for evaluating the parent clusters, the model's own hierarchy stays
+    contiguous blocks (design §1).
+    """
+    rows = _read_table(path, "lines '<class_id> <parent_id>' (1-based ids)", 2)
+    parents = {}
+    for key, (line_no, (value, *_)) in rows.items():
+        child = _positive_int(path, line_no, key, "a class id")
+        if child > n_child:
+            raise DataError(f"{path}:{line_no}: class {child} is outside 1..{n_child} (the dataset's classes)")
+        parents[child] = _positive_int(path, line_no, value, "a parent id")
+    missing = [c for c in range(1, n_child + 1) if c not in parents]
+    if missing:
+        raise DataError(f"{path}: no line for class {missing[0]} ({len(missing)} of {n_child} classes have no "
+                        f"parent)")
+    used = sorted(set(parents.values()))
+    if used != list(range(1, len(used) + 1)):
+        gap = next(i for i, p in enumerate(used, 1) if p != i)
+        raise DataError(f"{path}: parent ids must be 1..N_P without a gap; parent {gap} has no class "
+                        f"(ids used: {used[:10]}{' ...' if len(used) > 10 else ''})")
+    return tuple(parents[c] - 1 for c in range(1, n_child + 1))
 
 
 def _load_cub(cfg: DataConfig) -> Source:
@@ -153,7 +222,7 @@ def _load_cub(cfg: DataConfig) -> Source:
     root = nested if os.path.isdir(nested) else cfg.data_dir
     images = _read_table(os.path.join(root, "images.txt"), "lines '<image_id> <relative image path>'", 2)
     labels = _read_table(os.path.join(root, "image_class_labels.txt"),
-                         "lines '<image_id> <class_id 1..200>'", 2)
+                         "lines '<image_id> <class_id 1..N_C>'", 2)
     boxes = _read_table(os.path.join(root, "bounding_boxes.txt"),
                         "lines '<image_id> <x> <y> <width> <height>'", 5)
     image_root = _require(os.path.join(root, "images"), "the folder of CUB images named in images.txt")
@@ -162,23 +231,29 @@ def _load_cub(cfg: DataConfig) -> Source:
     if seg_root is None:
         logging.warning("CUB: no segmentations/ folder at %s; evaluation will have no masks",
                         " or ".join(candidates))
-    n_child, n_parent = DATASET_CLASSES["birds"]
+    n_child = _cub_classes(root, labels)
+    # Without a parent file the parents are the model's contiguous blocks, which need its N_P: they are
+    # filled in where the model is known (`pipeline.eval_dataset(classes=...)`).
+    parents = read_class_parents(cfg.class_parents, n_child) if cfg.class_parents else None
+    n_parent = max(parents) + 1 if parents else None
     raws = []
-    for image_id, (rel,) in ((k, v[:1]) for k, v in images.items()):
+    for image_id, (_, (rel, *_)) in images.items():
         for table, name in ((labels, "image_class_labels.txt"), (boxes, "bounding_boxes.txt")):
             if image_id not in table:
                 raise DataError(f"{os.path.join(root, name)}: no line for image_id {image_id} ({rel})")
-        child = int(labels[image_id][0]) - 1
-        if not 0 <= child < n_child:
-            raise DataError(f"{os.path.join(root, 'image_class_labels.txt')}: class {child + 1} of image "
-                            f"{image_id} is outside 1..{n_child}")
-        x, y, w, h = (float(v) for v in boxes[image_id][:4])
+        child = int(labels[image_id][1][0]) - 1
+        box_line, box = boxes[image_id]
+        try:
+            x, y, w, h = (float(v) for v in box[:4])
+        except ValueError:
+            raise DataError(f"{os.path.join(root, 'bounding_boxes.txt')}:{box_line}: expected numbers "
+                            f"'<x> <y> <width> <height>', got {' '.join(box)!r}") from None
         mask = None
         if seg_root is not None:
             mask = _require(os.path.join(seg_root, os.path.splitext(rel)[0] + ".png"),
                             f"the segmentation mask of {rel} (CUB's segmentations/ release)")
         raws.append(_Raw(key=rel, image=os.path.join(image_root, rel), bbox=(x, y, x + w, y + h),
-                         child=child, parent=parent_of(child, n_child, n_parent), mask=mask))
+                         child=child, parent=parents[child] if parents else -1, mask=mask))
     examples, corrupt = _validate(raws)
     return Source("cub", n_child, n_parent, seg_root is not None, True, examples, corrupt=corrupt)
 
@@ -200,10 +275,55 @@ def _attach_mask_dir(raws: list[_Raw], mask_dir: str, stem_of) -> None:
         r.mask = masks[stem_of(r)]
 
 
+def _image_files(folder: str) -> list[str]:
+    """Every image file under `folder` (by name ending, any depth), paths relative to it, sorted."""
+    found = []
+    for parent, dirs, files in os.walk(folder):
+        dirs.sort()
+        found += [os.path.relpath(os.path.join(parent, f), folder) for f in sorted(files)
+                  if f.lower().endswith(IMAGE_EXTENSIONS)]
+    return found
+
+
+def _load_plain_folder(cfg: DataConfig) -> Source:
+    """A tree of images and nothing else: no boxes, no labels; masks only through --mask_dir."""
+    root = cfg.data_dir
+    if not os.path.isdir(root):
+        raise DataError(f"--data_dir={root} is not a folder")
+    if os.path.isdir(os.path.join(root, "images")):
+        root = os.path.join(root, "images")
+    files = _image_files(root)
+    if not files:
+        raise DataError(f"--dataset=folder --data_dir={cfg.data_dir}: no annotations.json and no image files "
+                        f"({', '.join(IMAGE_EXTENSIONS)}) under {root}")
+    logging.info("folder %s: no annotations.json; %d images used whole, without labels", cfg.data_dir,
+                 len(files))
+    raws = [_Raw(key=rel, image=os.path.join(root, rel), bbox=None) for rel in files]
+    if cfg.mask_dir:
+        _attach_mask_dir(raws, cfg.mask_dir, lambda r: os.path.splitext(os.path.basename(r.key))[0])
+    has_masks = all(r.mask is not None for r in raws)
+    examples, corrupt = _validate(raws)
+    return Source("folder", None, None, has_masks, False, examples, corrupt=corrupt, has_boxes=False)
+
+
+def load_backgrounds(folder: str) -> tuple[tuple[Example, ...], tuple[tuple[str, str], ...]]:
+    """The object-free images of `--background_dir` (any depth), validated like a source's images."""
+    if not os.path.isdir(folder):
+        raise DataError(f"--background_dir={folder} is not a folder: expected a tree of object-free images "
+                        f"(see data/README.md, 'Training without boxes')")
+    files = _image_files(folder)
+    if not files:
+        raise DataError(f"--background_dir={folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    return _validate(_Raw(key=rel, image=os.path.join(folder, rel), bbox=None) for rel in files)
+
+
 def _load_folder(cfg: DataConfig) -> Source:
     if not cfg.data_dir:
-        raise DataError("--dataset=folder needs --data_dir: a folder with annotations.json and images/")
+        raise DataError("--dataset=folder needs --data_dir: a folder of images, optionally with "
+                        "annotations.json (see data/README.md)")
     ann_path = os.path.join(cfg.data_dir, "annotations.json")
+    if not os.path.exists(ann_path):
+        return _load_plain_folder(cfg)
     with open(_require(ann_path, "a JSON list of {file, bbox: [x0, y0, x1, y1], child?, parent?, mask?}")) as f:
         annotations = json.load(f)
     spec = {}
@@ -381,6 +501,8 @@ def _inspect(value: str | bytes | np.ndarray, want_rgb: bool) -> tuple[str | byt
 
 
 def _pixel_box(r: _Raw, height: int, width: int) -> tuple[int, int, int, int]:
+    if r.bbox is None:  # no box: the whole image
+        return 0, 0, width, height
     if r.bbox_normalized_yx:
         ymin, xmin, ymax, xmax = r.bbox
         box = (xmin * width, ymin * height, xmax * width, ymax * height)

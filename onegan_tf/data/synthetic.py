@@ -40,7 +40,8 @@ beat these by a wide margin. Note that FineGAN's crop (SPEC §6, 1.5 x the box) 
 the all-foreground IoU on cropped images is higher than above. Speed: ~12 ms per 128 px image on one core.
 
 `python -m onegan_tf.data.synthetic --write DIR --n N` writes the set in the folder format of the data
-pipeline (`write_dataset`).
+pipeline (`write_dataset`); `--write_plain DIR` the images alone and `--write_backgrounds DIR` the
+backgrounds alone (`write_images`), the box-free route of data/README.md.
 """
 
 from __future__ import annotations
@@ -573,6 +574,21 @@ def write_dataset(out_dir: str, spec: SyntheticSpec, n: int, start: int = 0) -> 
         json.dump(meta, f, indent=1)
 
 
+def write_images(out_dir: str, spec: SyntheticSpec, n: int, start: int = 0, backgrounds: bool = False) -> None:
+    """Write examples start .. start + n - 1 as plain XXXXXX.png files and nothing else: the box-free
+    layout of the folder source. backgrounds=True writes each example's background alone (`render_background`),
+    the object-free images of `--background_dir`."""
+    from PIL import Image
+
+    if os.path.isdir(out_dir) and os.listdir(out_dir):
+        raise FileExistsError(f"write_images: {out_dir!r} is not empty; refusing to overwrite. "
+                              f"Pass an empty or new folder, or delete this one first.")
+    os.makedirs(out_dir, exist_ok=True)
+    for i in range(start, start + n):
+        image = render_background(spec, i) if backgrounds else generate(spec, i)["image"]
+        Image.fromarray(image).save(os.path.join(out_dir, f"{i:06d}.png"))
+
+
 # ----------------------------------------------------------------------------------------------------
 # Baselines that must fail: the set is only useful if trivial methods do not solve it.
 
@@ -614,6 +630,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m onegan_tf.data.synthetic", description=__doc__.split("\n")[0])
     p.add_argument("--baselines", action="store_true", help="Print the trivial baselines on --n images.")
     p.add_argument("--write", metavar="DIR", help="Write --n images to DIR (must be empty or new).")
+    p.add_argument("--write_plain", metavar="DIR", help="Write --n images alone (no boxes, labels or masks) "
+                   "to DIR: a box-free folder source.")
+    p.add_argument("--write_backgrounds", metavar="DIR", help="Write the backgrounds alone of --n examples to "
+                   "DIR: object-free images for --background_dir.")
     p.add_argument("--grid", metavar="PNG", help="Save a grid: one column per child, --rows rows.")
     p.add_argument("--rows", type=int, default=6)
     p.add_argument("--n", type=int, default=600)
@@ -624,11 +644,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=SyntheticSpec.seed)
     a = p.parse_args(argv)
     spec = SyntheticSpec(a.n_parents, a.children_per_parent, a.resolution, a.seed)
-    if not (a.baselines or a.write or a.grid):
-        p.error("nothing to do: pass --baselines, --write DIR or --grid PNG")
+    if not (a.baselines or a.write or a.write_plain or a.write_backgrounds or a.grid):
+        p.error("nothing to do: pass --baselines, --write DIR, --write_plain DIR, --write_backgrounds DIR or "
+                "--grid PNG")
     if a.write:
         write_dataset(a.write, spec, a.n, a.start)
         print(f"wrote {a.n} examples of {spec} to {a.write}")
+    for out_dir, backgrounds in ((a.write_plain, False), (a.write_backgrounds, True)):
+        if out_dir:
+            write_images(out_dir, spec, a.n, a.start, backgrounds)
+            print(f"wrote {a.n} {'backgrounds' if backgrounds else 'plain images'} of {spec} to {out_dir}")
     if a.grid:
         _save_grid(spec, a.grid, a.rows)
         print(f"saved {a.grid}")

@@ -68,7 +68,7 @@ def segmentation_distilled(ctx: registry.EvalContext) -> dict[str, float]:
 def mask_scores(ctx, predict, metric: str) -> dict[str, float]:
     """Scores of `predict(images) -> I_m [B, H, W, 1]` over the split; `images_per_s` times every batch after
     the first (which pays for tracing)."""
-    sums = dict(iou=0.0, dice=0.0, intersection=0, union=0, total=0)
+    sums = {"iou": 0.0, "dice": 0.0, "intersection": 0, "union": 0, "total": 0}
     n, timed_images, timed_s = 0, 0, 0.0
     for batch in registry.progress(ctx, ctx.real_batches(), metric):
         t0 = time.perf_counter()

@@ -1,0 +1,89 @@
+"""The `.keras` sub-networks under every Keras 3 backend: saved by TensorFlow, loaded and run by JAX.
+
+Under TensorFlow the normalisations are one fused op with a hand-written gradient; under the other backends
+they are plain `keras.ops` (layers.py). The files carry no trace of which backend wrote them.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from onegan_tf import layers, networks
+from tests.test_serialization import CONFIGS, VARIANT_NETWORKS, outputs_of, random_inputs
+
+# Runs in a fresh interpreter with KERAS_BACKEND set: the one import a OneGAN `.keras` file needs, then
+# Keras' safe-mode loader.
+LOADER = textwrap.dedent("""
+    import json, sys
+    import keras
+    import numpy as np
+    import onegan_tf.networks
+
+    directory, backend = sys.argv[1:]
+    assert keras.backend.backend() == backend, keras.backend.backend()
+    inputs, outputs = np.load(f"{directory}/inputs.npz"), {}
+    for key in json.load(open(f"{directory}/keys.json")):
+        net = keras.saving.load_model(f"{directory}/{key}.keras")
+        args = [inputs[k] for k in sorted(inputs.files, key=lambda k: int(k.split(":")[1]))
+                if k.split(":")[0] == key]
+        out = net(args[0] if len(args) == 1 else tuple(args))
+        for name, value in (out.items() if isinstance(out, dict) else [("out", out)]):
+            outputs[f"{key}:{name}"] = keras.ops.convert_to_numpy(value)
+    np.savez(f"{directory}/outputs.npz", **outputs)
+""")
+
+
+def _round_trip(tmp_path, backend):
+    rng = np.random.default_rng(0)
+    keras.utils.set_random_seed(0)
+    inputs, expected = {}, {}
+    for tag, cfg in CONFIGS.items():
+        for name, net in networks.build_networks(cfg).items():
+            if tag == "variant" and name not in VARIANT_NETWORKS:
+                continue
+            key = f"{tag}-{name}"
+            values = random_inputs(name, cfg, rng)
+            inputs.update({f"{key}:{i}": v for i, v in enumerate(values)})
+            expected.update({f"{key}:{k}": v for k, v in outputs_of(net, values).items()})
+            net.save(tmp_path / f"{key}.keras")
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    keys = sorted({k.split(":")[0] for k in inputs})
+    (tmp_path / "keys.json").write_text(json.dumps(keys))
+    env = {**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "JAX_PLATFORMS": "cpu"}
+    run = subprocess.run([sys.executable, "-W", "ignore", "-c", LOADER, str(tmp_path), backend], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = np.load(tmp_path / "outputs.npz")
+    assert sorted(got.files) == sorted(expected)
+    for key, value in expected.items():
+        # float32 tolerance: the two backends reduce in different orders
+        np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-5, err_msg=f"{backend} {key}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is a test dependency "
+                    "(requirements-test.txt); not installed")
+def test_every_keras_file_written_by_tensorflow_runs_under_jax_with_the_same_outputs(tmp_path):
+    _round_trip(tmp_path, "jax")
+
+
+@pytest.mark.parametrize("axes", [[1, 2, 3], [1, 2]])
+def test_the_keras_ops_normalisation_equals_the_fused_tensorflow_one(axes):
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(2.0, 3.0, (2, 4, 4, 6)), tf.float32)
+    x_r = tf.constant(rng.normal(0.0, 1.0, (2, 4, 4, 6)), tf.float32)
+    gamma, beta = tf.constant(rng.normal(1, 0.5, 6), tf.float32), tf.constant(rng.normal(0, 0.5, 6), tf.float32)
+    np.testing.assert_allclose(layers._forward_ops(x, gamma, beta, axes, 1e-5),
+                               layers.normalize(x, gamma, beta, axes, 1e-5), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        layers._forward_ops(x, gamma, beta, axes, 1e-5) * tf.sigmoid(x_r),
+        layers.gated_normalize(x, x_r, gamma, beta, axes, 1e-5), rtol=1e-5, atol=1e-5)
