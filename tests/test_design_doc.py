@@ -32,6 +32,8 @@ def _section(text, n):
 # Where a class named in the document lives; names of other libraries are not checked.
 CLASS_MODULES = ("model", "trainer", "config", "networks", "layers", "adam")
 OTHER_LIBRARIES = ("keras", "tf", "np")
+# `name.ending` spans that are file names (of a dataset's layout, a run directory), not Python names.
+FILE_ENDINGS = ("py", "md", "json", "cfg", "txt", "png", "jpg", "keras", "npz")
 
 
 def _resolve(name):
@@ -100,7 +102,7 @@ def test_every_module_name_and_file_the_document_points_at_exists():
             missing.append(path)
     for ref in set(re.findall(r"`([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)`", text)):
         first, *attrs = ref.split(".")
-        if attrs[-1] in ("py", "md", "json", "cfg") or first in OTHER_LIBRARIES:
+        if attrs[-1] in FILE_ENDINGS or first in OTHER_LIBRARIES:
             continue
         if first in networks.NETWORK_NAMES:
             continue  # the layers of §3's tables, checked by test_parameter_tables_match_the_full_size_networks
