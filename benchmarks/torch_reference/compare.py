@@ -1,4 +1,4 @@
-"""onegan_tf's training step against the eager PyTorch reference (issue 7), on this machine.
+"""onegan_tf's training step against the eager PyTorch reference, on this machine.
 
 Standard library only: it runs each framework in its own virtualenv as a subprocess.
 

@@ -1,7 +1,7 @@
-"""An eager PyTorch implementation of onegan_tf's architecture and training step: the baseline of issue 7.
+"""An eager PyTorch implementation of onegan_tf's architecture and training step: the speed baseline.
 
 Standalone (torch + numpy only); not part of the onegan_tf package and not one of its dependencies. It
-mirrors /work/shared/SPEC.md §2-5 as onegan_tf builds it:
+mirrors docs/design.md §2-5 as onegan_tf builds it:
 
 - the blocks of `onegan_tf/layers.py` (GLU-LNorm, UPBlk, SAMEBlk, DOWNBlk, RESBlk0, RESBlk) and the 13
   networks of `onegan_tf/networks.py` with the same widths at any image size / channel multiplier
