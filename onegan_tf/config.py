@@ -148,6 +148,9 @@ class DataConfig:
     def __post_init__(self):
         if self.dataset not in DATA_SOURCES:
             raise ConfigError(f"dataset={self.dataset!r} is not supported; allowed values: {DATA_SOURCES}")
+        if self.class_parents and self.dataset != "cub":
+            raise ConfigError(f"class_parents={self.class_parents!r} is read by dataset='cub' only; "
+                              f"dataset={self.dataset!r} takes its parents from its own annotations")
         if self.crop not in ("bbox", "full"):
             raise ConfigError(f"crop={self.crop!r} is not supported; allowed values: ('bbox', 'full')")
         for name in ("background_patches_per_image", "synthetic_parents", "synthetic_children_per_parent",

@@ -241,7 +241,8 @@ def _define_flags():
     flags.DEFINE_string("checkpoint", "", "Checkpoint prefix to evaluate ('' = the latest of run_dir/ckpt).")
     flags.DEFINE_enum("generator_weights", "", ["", "ema", "raw"], "Weights of V_* and G_*: ema (their moving "
                       "average), raw (the last iterate); '' = the run's --generator_weights.")
-    flags.DEFINE_list("metrics", list(DEFAULT_METRICS), f"Metrics, comma-separated: {', '.join(DEFAULT_METRICS)}.")
+    flags.DEFINE_list("metrics", list(DEFAULT_METRICS), f"Metrics, comma-separated: {', '.join(DEFAULT_METRICS)}, "
+                      "and segmentation_distilled (the distilled segmenter of a run trained with --distill_steps).")
     flags.DEFINE_enum("split", "object", list(SPLITS), "Evaluation images: object (the 80 %), test (synthetic's "
                       "held-out set), all, background_images.")
     flags.DEFINE_string("feature_net", "inception_imagenet", "Classifier of FID/IS/CFID/CIS: inception_imagenet, "

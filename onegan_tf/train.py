@@ -32,8 +32,8 @@ FLAGS = flags.FLAGS
 # Settings that may change between a run and its resumption (bookkeeping, devices, speed).
 RESUMABLE_CHANGES = ("run_dir", "log_every", "image_every", "ckpt_every", "keep_checkpoints", "profile_steps",
                      "progress", "strategy", "devices", "jit_compile", "data_dir", "data_cache",
-                     "tfds_download", "tfds_manual_dir", "class_parents", "final_eval", "final_split", "final_feature_net",
-                     "final_num_generated", "final_export")
+                     "tfds_download", "tfds_manual_dir", "class_parents", "final_eval", "final_split",
+                     "final_feature_net", "final_num_generated", "final_export")
 GRID_COLUMNS = 8
 # The distilled segmenter, written into the run directory when distillation ends.
 SEGMENTER_FILE = "segmenter.keras"

@@ -1,4 +1,4 @@
-"""The `.keras` sub-networks under every Keras 3 backend: saved by TensorFlow, loaded and run by JAX.
+"""The `.keras` sub-networks under every Keras 3 backend: saved by TensorFlow, loaded and run by JAX/PyTorch.
 
 Under TensorFlow the normalisations are one fused op with a hand-written gradient; under the other backends
 they are plain `keras.ops` (layers.py). The files carry no trace of which backend wrote them.
@@ -27,7 +27,7 @@ LOADER = textwrap.dedent("""
     import numpy as np
     import onegan_tf.networks
 
-    directory, backend = sys.argv[1:]
+    directory, backend, out_path = sys.argv[1:]
     assert keras.backend.backend() == backend, keras.backend.backend()
     inputs, outputs = np.load(f"{directory}/inputs.npz"), {}
     for key in json.load(open(f"{directory}/keys.json")):
@@ -37,11 +37,14 @@ LOADER = textwrap.dedent("""
         out = net(args[0] if len(args) == 1 else tuple(args))
         for name, value in (out.items() if isinstance(out, dict) else [("out", out)]):
             outputs[f"{key}:{name}"] = keras.ops.convert_to_numpy(value)
-    np.savez(f"{directory}/outputs.npz", **outputs)
+    np.savez(out_path, **outputs)
 """)
 
 
-def _round_trip(tmp_path, backend):
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """Every sub-network (both test configurations) saved by TensorFlow, with inputs and its outputs."""
+    directory = tmp_path_factory.mktemp("keras_files")
     rng = np.random.default_rng(0)
     keras.utils.set_random_seed(0)
     inputs, expected = {}, {}
@@ -53,27 +56,36 @@ def _round_trip(tmp_path, backend):
             values = random_inputs(name, cfg, rng)
             inputs.update({f"{key}:{i}": v for i, v in enumerate(values)})
             expected.update({f"{key}:{k}": v for k, v in outputs_of(net, values).items()})
-            net.save(tmp_path / f"{key}.keras")
-    np.savez(tmp_path / "inputs.npz", **inputs)
-    keys = sorted({k.split(":")[0] for k in inputs})
-    (tmp_path / "keys.json").write_text(json.dumps(keys))
-    env = {**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3",
-           "JAX_PLATFORMS": "cpu"}
-    run = subprocess.run([sys.executable, "-W", "ignore", "-c", LOADER, str(tmp_path), backend], env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    got = np.load(tmp_path / "outputs.npz")
-    assert sorted(got.files) == sorted(expected)
-    for key, value in expected.items():
-        # float32 tolerance: the two backends reduce in different orders
-        np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-5, err_msg=f"{backend} {key}")
+            net.save(directory / f"{key}.keras")
+    np.savez(directory / "inputs.npz", **inputs)
+    (directory / "keys.json").write_text(json.dumps(sorted({k.split(":")[0] for k in inputs})))
+    return directory, expected
+
+
+def _installed(module):
+    return pytest.mark.skipif(importlib.util.find_spec(module) is None, reason=f"{module} is not installed")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is a test dependency "
-                    "(requirements-test.txt); not installed")
-def test_every_keras_file_written_by_tensorflow_runs_under_jax_with_the_same_outputs(tmp_path):
-    _round_trip(tmp_path, "jax")
+@pytest.mark.parametrize("backend", [
+    # JAX is a test dependency (requirements-test.txt); PyTorch is tested where it is installed.
+    pytest.param("jax", marks=_installed("jax")),
+    pytest.param("torch", marks=_installed("torch")),
+])
+def test_every_keras_file_written_by_tensorflow_runs_under_another_backend_with_the_same_outputs(
+        saved, backend, tmp_path):
+    directory, expected = saved
+    out = tmp_path / "outputs.npz"
+    env = {**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "JAX_PLATFORMS": "cpu"}
+    run = subprocess.run([sys.executable, "-W", "ignore", "-c", LOADER, str(directory), backend, str(out)],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = np.load(out)
+    assert sorted(got.files) == sorted(expected)
+    for key, value in expected.items():
+        # float32 tolerance: the backends reduce in different orders
+        np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-5, err_msg=f"{backend} {key}")
 
 
 @pytest.mark.parametrize("axes", [[1, 2, 3], [1, 2]])

@@ -137,7 +137,8 @@ def test_eval_context_gives_the_models_reconstruction_and_the_splits_aligned_mas
 
     cfg = run["cfg"]
     ctx = ev.ModelEvalContext(model, cfg, "test", batch_size=5, progress=False)
-    expected = list(pipeline.eval_dataset(cfg.data, 32, 5, "test").as_numpy_iterator())
+    classes = (model.cfg.n_child, model.cfg.n_parent)
+    expected = list(pipeline.eval_dataset(cfg.data, 32, 5, "test", classes=classes).as_numpy_iterator())
     got = list(ctx.real_batches())
     assert [len(b["image"]) for b in got] == [len(b["image"]) for b in expected] == [5, 5, 2]
     pred, gt = [], []

@@ -126,7 +126,7 @@ def expected_outputs(model, signature, inputs):
     if len(inputs.get("seed", [])):
         eps = sample_eps(inputs["seed"], len(I), CFG)
     rec = model.reconstruct(I, betas=betas, eps=eps, target_child=inputs.get("target_child"))
-    if task in ("segment", "serving_default"):
+    if task in ("segment", "segment_encoder", "serving_default"):  # no distilled segmenter in this run
         return {"mask": rec["I_m_hat"], "child": rec["pred_child"], "parent": rec["pred_parent"],
                 "child_probs": tf.nn.softmax(rec["e_c_hat"]), "parent_probs": tf.nn.softmax(rec["e_p_hat"])}
     if task == "remove_object":

@@ -243,6 +243,28 @@ def test_tasks_without_readable_images_is_an_error(model, tmp_path):
         tasks.run_tasks(model, "segment", [str(tmp_path / "in")], str(tmp_path / "out"))
 
 
+def test_segment_with_a_distilled_segmenter_writes_its_mask_and_the_encoder_mask_beside_it(model, tmp_path):
+    from onegan_tf.segmenter import build_segmenter
+
+    segmenter = build_segmenter(model.cfg)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(tmp_path / "in" / "bird.png")
+    out = str(tmp_path / "out")
+    report = tasks.run_tasks(model, "segment", [str(tmp_path / "in")], out, segmenter=segmenter)
+    assert report["segmenter"] == "distilled"
+    image = tasks.load_images([str(tmp_path / "in")], 32)[0]
+    distilled = np.asarray(tasks.segment_distilled(segmenter, image))
+    encoder = np.asarray(tasks.reconstruct(model, image)["I_m_hat"])
+    row = report["images"][0]
+    assert row["mask_area"] == pytest.approx(float(tasks.mask_area(distilled)[0]))
+    assert row["mask_area_encoder"] == pytest.approx(float(tasks.mask_area(encoder)[0]))
+    for name, mask in (("bird_mask.png", distilled), ("bird_mask_encoder.png", encoder)):
+        png = np.asarray(Image.open(os.path.join(out, "segment", name)), np.float32)
+        np.testing.assert_allclose(png.reshape(32, 32, -1)[..., 0] / 255, mask[0, ..., 0], atol=1 / 255 + 1e-6)
+    with open(os.path.join(out, "results.csv")) as f:
+        assert f.readline().strip().endswith("mask_area,mask_area_encoder")
+
+
 def test_generate_without_inputs_writes_one_image_per_class(model, tmp_path):
     report = tasks.run_tasks(model, "generate", [], str(tmp_path), child=[1, 4])
     assert report["n_images"] == 0

@@ -212,3 +212,16 @@ def test_training_refuses_a_final_eval_the_box_free_folder_cannot_serve(tmp_path
         check_data(Config(model=model, data=data, train=TrainConfig(final_eval="segmentation,clustering")))
     with pytest.raises(ConfigError, match="--final_feature_net=inception_imagenet"):
         check_data(Config(model=model, data=data, train=TrainConfig(final_eval="fid")))
+
+
+def test_mask_target_auto_is_refused_without_boxes(tmp_path):
+    _write_plain_and_backgrounds(tmp_path)
+    cfg = DataConfig(dataset="folder", data_dir=str(tmp_path / "objects"), crop="full",
+                     background_dir=str(tmp_path / "backgrounds"))
+    with pytest.raises(DataError, match="--mask_target=auto .* has none; give --mask_target a number"):
+        protocol.object_fraction(protocol.build_protocol(cfg), "full")
+
+
+def test_a_parent_file_for_another_source_is_refused():
+    with pytest.raises(ConfigError, match="class_parents='p.txt' is read by dataset='cub' only"):
+        DataConfig(dataset="folder", class_parents="p.txt")

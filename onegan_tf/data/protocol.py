@@ -100,6 +100,9 @@ def object_fraction(protocol: Protocol, crop: str) -> float:
     if not protocol.object:
         raise DataError(f"dataset {protocol.source.name!r} has no object images to estimate the object "
                         "fraction from; give --mask_target a number in (0, 1)")
+    if not protocol.source.has_boxes:
+        raise DataError(f"--mask_target=auto estimates the object fraction from the object boxes, and dataset "
+                        f"{protocol.source.name!r} has none; give --mask_target a number in (0, 1)")
     fractions = []
     for e in protocol.object:
         x0, y0, x1, y1 = e.bbox
