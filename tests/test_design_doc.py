@@ -4,6 +4,7 @@ points at exist, and every "docs/design.md §n" cited in the repository names on
 import importlib
 import os
 import re
+import types
 
 import pytest
 
@@ -31,6 +32,8 @@ def _section(text, n):
 # Where a class named in the document lives; names of other libraries are not checked.
 CLASS_MODULES = ("model", "trainer", "config", "networks", "layers", "adam")
 OTHER_LIBRARIES = ("keras", "tf", "np")
+# `name.ending` spans that are file names (of a dataset's layout, a run directory), not Python names.
+FILE_ENDINGS = ("py", "md", "json", "cfg", "txt", "png", "jpg", "keras", "npz")
 
 
 def _resolve(name):
@@ -45,6 +48,17 @@ def _resolve(name):
         if found is not None:
             return found
     return None
+
+
+def _attribute(obj, name):
+    """obj.name, or the submodule obj.name of a package that has not been imported yet; None if neither."""
+    found = getattr(obj, name, None)
+    if found is None and isinstance(obj, types.ModuleType):
+        try:
+            found = importlib.import_module(f"{obj.__name__}.{name}")
+        except ModuleNotFoundError:
+            found = None
+    return found
 
 
 def _count(cell):
@@ -88,13 +102,13 @@ def test_every_module_name_and_file_the_document_points_at_exists():
             missing.append(path)
     for ref in set(re.findall(r"`([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)`", text)):
         first, *attrs = ref.split(".")
-        if attrs[-1] in ("py", "md", "json", "cfg") or first in OTHER_LIBRARIES:
+        if attrs[-1] in FILE_ENDINGS or first in OTHER_LIBRARIES:
             continue
         if first in networks.NETWORK_NAMES:
             continue  # the layers of §3's tables, checked by test_parameter_tables_match_the_full_size_networks
         obj = _resolve(first)
         for attr in attrs:
-            obj = getattr(obj, attr, None)
+            obj = _attribute(obj, attr)
         if obj is None:
             missing.append(ref)
     assert not missing, f"docs/design.md points at names or files the repository does not have: {sorted(missing)}"
