@@ -1,5 +1,6 @@
 """Test-wide settings: quiet TensorFlow, a deterministic CPU, and the `slow` marker; fixtures shared across
-modules."""
+modules, and how the tests that share one are kept in one process when pytest-xdist spreads the suite over
+processes."""
 
 import os
 
@@ -7,6 +8,29 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+# The costly session fixtures: under `pytest -n N --dist loadgroup` every test that uses one joins its group,
+# so that one worker builds it once instead of each worker building its own. Without xdist the mark is inert.
+SHARED_FIXTURES = ("full_size_trainer", "reference_run_dir", "exported")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "xdist_group(name): run in the one xdist worker of that group")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        shared = [name for name in SHARED_FIXTURES if name in item.fixturenames]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
+
+
+@pytest.fixture(scope="session")
+def reference_run_dir():
+    """tests/tiny.py's reference run (one uninterrupted training subprocess of RUN_FLAGS), made once."""
+    from tiny import reference_run
+
+    return reference_run()
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +45,33 @@ def full_size_trainer():
 
     keras.utils.set_random_seed(0)
     return OneGANTrainer(Config(train=TrainConfig(batch_size=2)))
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """test_export's run directory (`make_run`) exported once: the SavedModel and the `.keras` files, shared
+    by the export tests and the serving bench; exporting traces every signature, the costly part."""
+    import keras
+
+    from onegan_tf import export
+    from tests.test_export import STEP, make_run
+
+    root = tmp_path_factory.mktemp("export")
+    keras.utils.set_random_seed(0)
+    written = make_run(str(root / "run"))
+    model, step = export.load_model(str(root / "run"))
+    assert step == STEP
+    path = export.export_saved_model(model, str(root / "serving"), "onegan", step=step)
+    assert path == str(root / "serving" / "onegan" / str(STEP))
+    export.export_keras(model, str(root / "keras"))
+    return {"root": root, "model": model, "written": written, "saved_model": path, "keras_dir": str(root / "keras")}
+
+
+@pytest.fixture(scope="session")
+def keras_files(tmp_path_factory):
+    """test_serialization's `save_every_network` once: its TensorFlow loader and test_backends' other backends
+    read the same files. (directory, expected outputs, classes)."""
+    from tests.test_serialization import save_every_network
+
+    directory = tmp_path_factory.mktemp("keras_files")
+    return directory, *save_every_network(directory)

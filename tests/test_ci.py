@@ -2,6 +2,7 @@
 
 import pathlib
 import re
+
 import tomllib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
