@@ -1,6 +1,5 @@
 """Test-wide settings: quiet TensorFlow, a deterministic CPU, and the `slow` marker; fixtures shared across
-modules, and how the tests that share one are kept in one process when pytest-xdist spreads the suite over
-processes."""
+modules (each made once per session: the costly states of the suite)."""
 
 import os
 
@@ -8,21 +7,6 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-
-# The costly session fixtures: under `pytest -n N --dist loadgroup` every test that uses one joins its group,
-# so that one worker builds it once instead of each worker building its own. Without xdist the mark is inert.
-SHARED_FIXTURES = ("full_size_trainer", "reference_run_dir", "exported")
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "xdist_group(name): run in the one xdist worker of that group")
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        shared = [name for name in SHARED_FIXTURES if name in item.fixturenames]
-        if shared:
-            item.add_marker(pytest.mark.xdist_group(shared[0]))
 
 
 @pytest.fixture(scope="session")
@@ -50,8 +34,10 @@ def full_size_trainer():
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
     """test_export's run directory (`make_run`) exported once: the SavedModel and the `.keras` files, shared
-    by the export tests and the serving bench; exporting traces every signature, the costly part."""
+    by the export tests and the serving bench, and loaded once in this process (`loaded`); exporting traces
+    every signature, loading optimises each, the costly parts."""
     import keras
+    import tensorflow as tf
 
     from onegan_tf import export
     from tests.test_export import STEP, make_run
@@ -64,7 +50,8 @@ def exported(tmp_path_factory):
     path = export.export_saved_model(model, str(root / "serving"), "onegan", step=step)
     assert path == str(root / "serving" / "onegan" / str(STEP))
     export.export_keras(model, str(root / "keras"))
-    return {"root": root, "model": model, "written": written, "saved_model": path, "keras_dir": str(root / "keras")}
+    return {"root": root, "model": model, "written": written, "saved_model": path, "keras_dir": str(root / "keras"),
+            "loaded": tf.saved_model.load(path)}
 
 
 @pytest.fixture(scope="session")

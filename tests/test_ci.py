@@ -42,5 +42,3 @@ def test_the_test_extras_are_the_pins_ci_installs():
     ci = _pins((REPO / "requirements-test.txt").read_text().splitlines())
     extras = _pins(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"])
     assert {k: v for k, v in ci.items() if k != "ruff"} == extras
-    if " -n " in _ci_command():
-        assert "pytest-xdist" in ci
