@@ -213,13 +213,13 @@ def bench_serving(cfg, batch_sizes, steps: int, warmup: int) -> list[dict]:
 
     model = OneGAN(cfg.model)
     with tempfile.TemporaryDirectory(prefix="onegan-bench-") as tmp:
-        return time_serving(model, export.export_saved_model(model, tmp), batch_sizes, steps, warmup)
+        loaded = tf.saved_model.load(export.export_saved_model(model, tmp))
+        return time_serving(model, loaded, batch_sizes, steps, warmup)
 
 
-def time_serving(model: OneGAN, saved_model: str, batch_sizes, steps: int, warmup: int) -> list[dict]:
-    """`bench_serving`'s timings of `model` and `saved_model`, the path of its export."""
+def time_serving(model: OneGAN, loaded, batch_sizes, steps: int, warmup: int) -> list[dict]:
+    """`bench_serving`'s timings of `model` and `loaded`, its export as `tf.saved_model.load` returns it."""
 
-    loaded = tf.saved_model.load(saved_model)
     serving = export.OneGANServing(model)  # held: its tf.functions keep only a weak reference to it
     targets = {"saved_model": loaded.signatures["serving_default"], "in_process": serving.serving_default}
     records = []

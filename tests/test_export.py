@@ -55,7 +55,7 @@ def small_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded(exported):
-    return tf.saved_model.load(exported["saved_model"])
+    return exported["loaded"]
 
 
 def _decoded(image_bytes):
