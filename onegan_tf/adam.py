@@ -1,9 +1,10 @@
-"""`FusedAdam`: Keras 3's Adam with each variable's update done by TensorFlow's fused `ResourceApplyAdam` kernel.
+"""`FusedAdam`: Keras 3's Adam with every variable of a step updated by one XLA-compiled function.
 
 Keras' Adam on the TensorFlow backend updates a variable with ~10 separate elementwise ops (each a pass over
 the variable) plus the bias-correction powers recomputed per variable; the training step updates ~600
-variables this way. `ResourceApplyAdam` is one pass per variable and computes the same thing, in the same
-order (Keras `adam.py`, TF `training_ops.cc`):
+variables this way. Here one `apply_gradients` is one XLA kernel launch for all its variables, each updated
+in one pass with the arithmetic of TensorFlow's fused `ResourceApplyAdam` kernel, which is Keras' own, in the
+same order (Keras `adam.py`, TF `training_ops.cc`):
 
     m += (g - m) * (1 - beta_1)             v += (g^2 - v) * (1 - beta_2)
     alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)          var -= m * alpha / (sqrt(v) + epsilon)
@@ -15,11 +16,11 @@ late (the encoders' variance and z heads, which get no gradient in Phase I): it 
 a bias correction for the shared t would make its first updates sqrt(1 - beta_2^t) / sqrt(1 - beta_2) times
 the learning rate (~16x for beta_2 = 0.999 and large t), where its own t gives the ~lr steps Adam intends.
 
-The state is Keras Adam's own (`iterations`, `momentums`, `velocities`, built by `keras.optimizers.Adam.build`)
-plus one int vector, `skipped_iterations`, appended after them. A checkpoint written with
-`keras.optimizers.Adam` restores into it (the vector stays zero: Keras' bias correction) and one of it into
-Keras Adam (the vector is left out); copying `optimizer.variables` between two of them (the trainer's clones)
-works as before. AMSGrad has no fused kernel and is refused.
+The state is Keras Adam's own (`iterations`, `momentums`, `velocities`, built by `keras.optimizers.Adam.build`),
+one variable per trained variable as before, plus one int vector, `skipped_iterations`, appended after them.
+A checkpoint written with `keras.optimizers.Adam` restores into it (the vector stays zero: Keras' bias
+correction) and one of it into Keras Adam (the vector is left out); copying `optimizer.variables` between two
+of them (the trainer's clones) works as before. AMSGrad is refused (Keras' Adam has it).
 """
 
 from __future__ import annotations
@@ -37,12 +38,11 @@ def _tf_variable(variable):
 
 @register
 class FusedAdam(keras.optimizers.Adam):
-    """`keras.optimizers.Adam` (same arguments, state and config) applied with `ResourceApplyAdam`."""
+    """`keras.optimizers.Adam` (same arguments, state and config), all variables updated in one XLA launch."""
 
     def __init__(self, *args, amsgrad: bool = False, **kwargs):
         if amsgrad:
-            raise ValueError("FusedAdam has no AMSGrad variant (TensorFlow's fused kernel has none); use "
-                             "keras.optimizers.Adam(amsgrad=True) instead.")
+            raise ValueError("FusedAdam has no AMSGrad variant; use keras.optimizers.Adam(amsgrad=True) instead.")
         super().__init__(*args, amsgrad=False, **kwargs)
 
     def build(self, var_list):

@@ -84,14 +84,16 @@ def step_calls(phase: str, tc: TrainConfig, bypass: bool = True) -> list[Network
     # Generation path (Eq. 1-5): every generator, trained by L_GEN.
     add("generate", GENERATION_NETWORKS, 1, True, True)
     rec = PHASE_PATHS[check_phase(phase)][1:]
-    # Reconstruction paths (Eq. 6-9), all in one batched call (`_reconstruct`): the encoders (whose pass on the
-    # stopped fake L_MSE shares), then the generators on the mixed codes. Without them, E_p, E_c for L_MSE.
-    if rec:
-        nets = ("E_p", "E_c", "V_c", "V_p", "V_bg", "G_fg0", "G_fg1", "G_fg2", "G_bg0") + (
-            ("E_bg",) if bypass else ()) + ("G_bg1",)
-        add(f"reconstruct {' + '.join(rec)}", nets, len(rec), True, True)
+    # E_p, E_c on the stopped fake, once for L_MSE and the fake reconstruction path (`_paths`).
+    if "rec_fake" in rec:
+        add("reconstruct rec_fake", ("E_p", "E_c"), 1, True, True)
     elif tc.weight_MSE:
         add("L_MSE", ("E_p", "E_c"), 1, False, True)
+    # Reconstruction paths (Eq. 6-9): the generators on the mixed codes (real images are encoded here).
+    for path in rec:
+        nets = ("E_p", "E_c") if path == "rec_real" else ()
+        nets += ("V_c", "V_p", "V_bg", "G_fg0", "G_fg1", "G_fg2", "G_bg0") + (("E_bg",) if bypass else ()) + ("G_bg1",)
+        add(f"reconstruct {path}", nets, 1, True, True)
     # Discriminator updates (Eq. 10), one pair per path, on stopped fakes: D_bg on [X_bg, fake_bg, X_c],
     # D_c on [X_c, fake].
     for path in ("gen",) + rec:
@@ -311,30 +313,14 @@ class OneGANTrainer(tf.Module):
         gen = m.generate(batch["child"], batch["z"], training=True)
         # Reconstruction paths (Sec. 4.2): the fake image of this step (stopped) and real X_c.
         sources = {"rec_fake": tf.stop_gradient(gen["I"]), "rec_real": batch["x_c"]}
-        rec = [p for p in paths if p != "gen"]
-        recs = self._reconstruct(batch, rec, sources) if rec else {}
         # E_p, E_c on the stopped fake: what L_MSE trains (the encoders alone, docs/design.md §5) and what the fake
-        # reconstruction path starts from, computed once for both (a reconstruction holds its source's `encode`).
-        if "rec_fake" in recs:
-            enc_fake = recs["rec_fake"]
-        elif self.cfg.train.weight_MSE:
-            enc_fake = m.encode(sources["rec_fake"], training=True)
-        else:
-            enc_fake = None
+        # reconstruction path starts from, computed once for both.
+        enc_fake = (m.encode(sources["rec_fake"], training=True)
+                    if self.cfg.train.weight_MSE or "rec_fake" in paths else None)
+        recs = {p: m.reconstruct(sources[p], *self._path_noise(batch, p), training=True,
+                                 encoded=enc_fake if p == "rec_fake" else None)
+                for p in paths if p != "gen"}
         return gen, sources, enc_fake, recs
-
-    def _reconstruct(self, batch, rec, sources) -> dict:
-        """Path -> `OneGAN.reconstruct` of its source, with its own mixup betas and noise, for the paths `rec`.
-
-        The paths share every network they call (only their discriminators are cloned), and every network
-        treats each sample alone (per-sample normalisation and mixup, no batch statistics): so the paths run
-        as one call on their sources stacked along the batch, split afterwards. The arithmetic is one call
-        per path's; the kernels are fewer and larger."""
-        noise = [self._path_noise(batch, p) for p in rec]
-        stacked = [{k: tf.concat([n[i][k] for n in noise], 0) for k in noise[0][i]} for i in range(2)]
-        out = self.model.reconstruct(tf.concat([sources[p] for p in rec], 0), *stacked, training=True)
-        parts = {k: tf.split(v, len(rec)) for k, v in out.items()}
-        return {p: {k: v[i] for k, v in parts.items()} for i, p in enumerate(rec)}
 
     @staticmethod
     def _path_noise(batch, path):
