@@ -32,6 +32,7 @@ from onegan_tf import baselines, classifier, cli, data, evaluate, export
 from onegan_tf.checkpoint import load_config, load_run
 from onegan_tf.config import Config
 from onegan_tf.files import write_json, write_text
+from onegan_tf.metrics.segmentation import foreground
 
 # The feature network of the generation metrics: `classifier.fit_classifier`'s small CNN, trained so.
 CLASSIFIER_EPOCHS = 8
@@ -50,7 +51,7 @@ def collect(data_cfg, image_size: int, split: str, batch_size: int = 100,
                 parts[k].append(batch[k].numpy())
     out = {k: np.concatenate(v) for k, v in parts.items() if v}
     if "mask" in out:
-        out["mask"] = out["mask"][..., 0] > 0.5
+        out["mask"] = foreground(out["mask"][..., 0])
     return out
 
 

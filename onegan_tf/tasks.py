@@ -37,12 +37,12 @@ from onegan_tf.checkpoint import CheckpointMismatchError, load_run
 from onegan_tf.checks import check_classes, check_image_values, check_images
 from onegan_tf.data.images import load_images
 from onegan_tf.files import write_json, write_text
+from onegan_tf.metrics.segmentation import MASK_THRESHOLD, foreground
 from onegan_tf.model import OneGAN, class_predictions, sample_z
 
 TASKS = ("segment", "cluster", "translate", "remove", "generate")
 FIGURE_COLUMNS = 8        # columns of the figure grids (real images or classes)
 TRANSLATION_TARGETS = 6   # default target classes of --task=translate and of the translation figure
-MASK_THRESHOLD = 0.5      # docs/design.md §7: a pixel is foreground where I_m > 0.5
 
 
 # ---------------------------------------------------------------------------------------------- the tasks
@@ -142,9 +142,9 @@ def remove_object(model: OneGAN, images) -> dict:
 
 
 def mask_area(I_m) -> np.ndarray:
-    """Fraction of the pixels of each mask above MASK_THRESHOLD."""
-    I_m = np.asarray(I_m)
-    return (I_m > MASK_THRESHOLD).reshape(len(I_m), -1).mean(axis=1)
+    """Fraction of the pixels of each mask that are foreground (above MASK_THRESHOLD, docs/design.md §7)."""
+    I_m = foreground(I_m)
+    return I_m.reshape(len(I_m), -1).mean(axis=1)
 
 
 def image_results(rec: dict) -> list[dict]:
