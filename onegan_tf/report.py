@@ -201,8 +201,10 @@ def markdown(cfg: Config, summary: dict) -> str:
                      f"the training split's mean object area ({base['centred_disc']['area_fraction']:.3f}).")
     if summary.get("classifier"):
         c = summary["classifier"]
+        val = ("no images held out" if c["val_accuracy"] is None
+               else f"validation accuracy {c['val_accuracy']:.3f}")
         lines.append(f"Generation metrics use a small CNN fine-tuned on the training split's child labels "
-                     f"({c['train_images']} images, validation accuracy {c['val_accuracy']:.3f}): `{c['path']}`.")
+                     f"({c['train_images']} images, {val}): `{c['path']}`.")
     lines += ["", "## Figures", ""]
     captions = {"generation": "Generation (paper Fig. 3): rows I, I_fg, I_m, I_bg.",
                 "reconstruction": "Reconstruction (paper Fig. 4): real, Î, Î_fg, Î_bg, ground-truth mask, Î_m.",
