@@ -184,6 +184,7 @@ TORCH_SETTINGS = {
     "threads=1": ([*PLAIN, "--threads=1"], {}),
     "default (bench)": ([], {}),
     "default + channels_last": (["--channels_last"], {}),
+    "default + threads=1": (["--threads=1"], {}),
     "fused + jemalloc": (["--malloc=default"], {"LD_PRELOAD": JEMALLOC}),
     "fused + tcmalloc": (["--malloc=default"], {"LD_PRELOAD": TCMALLOC}),
 }
