@@ -5,7 +5,9 @@ once, when it is loaded, and glibc malloc's thresholds act on every allocation a
 settings live here, applied by `onegan_tf/__init__.py` before any module of the package imports TensorFlow.
 Every entry point (`python -m onegan_tf.train`, `.bench`, ...) and every library user gets them alike.
 
-- `ENV_DEFAULTS` are set with `os.environ.setdefault`: a variable the user exported wins.
+- `ENV_DEFAULTS` are set where the user set nothing: a variable the user exported wins. On a machine of at
+  most two usable CPUs (the one they were measured on): TensorFlow's intra-op pool of one thread and an
+  inter-op pool of two (`env_defaults`); elsewhere TensorFlow sizes its pools itself.
 - glibc malloc without mmap/trim thresholds (`tune_malloc`), unless the user set either threshold through
   glibc's own `MALLOC_MMAP_THRESHOLD_` / `MALLOC_TRIM_THRESHOLD_` (glibc has applied those already).
 - `ONEGAN_TF_RUNTIME=off` skips all of it: TensorFlow's and glibc's own defaults.
@@ -18,8 +20,27 @@ from __future__ import annotations
 import ctypes
 import os
 
-# Only settings that measured faster on the training step stay here (BUILD.md, "Process-level settings").
-ENV_DEFAULTS: dict[str, str] = {}
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, where the platform has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def env_defaults(cpus: int) -> dict[str, str]:
+    """The environment defaults for a process that may use `cpus` CPUs.
+
+    Only settings that measured faster on the training step are here (BUILD.md, "Process-level settings").
+    A step is hundreds of small ops in chains that can run side by side (the discriminator updates, the
+    reconstruction paths): on two cores, two ops at once on one thread each beat one op at a time split over
+    both, whose threads spend more on synchronising than they save. On more cores that trade-off was not
+    measured, so TensorFlow's own pool sizes stay.
+    """
+    if cpus <= 2:
+        return {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "2"}
+    return {}
+
+
+ENV_DEFAULTS: dict[str, str] = env_defaults(usable_cpus())
 
 SWITCH = "ONEGAN_TF_RUNTIME"
 GLIBC_THRESHOLDS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")

@@ -78,3 +78,15 @@ def test_environment_defaults_are_set_only_where_the_user_set_nothing(monkeypatc
     assert applied["env"] == {"PROBE_A": "1"}
     environ = {runtime.SWITCH: "off"}
     assert runtime.apply(environ)["env"] == {} and environ == {runtime.SWITCH: "off"}
+
+
+def test_the_thread_pools_are_set_only_on_the_two_core_machine_they_were_measured_on():
+    assert runtime.env_defaults(2) == {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "2"}
+    assert runtime.env_defaults(16) == {}
+
+
+def test_a_thread_pool_size_set_by_the_user_wins(monkeypatch):
+    monkeypatch.setattr(runtime, "ENV_DEFAULTS", runtime.env_defaults(2))
+    environ = {"TF_NUM_INTRAOP_THREADS": "2"}
+    runtime.apply(environ)
+    assert environ == {"TF_NUM_INTRAOP_THREADS": "2", "TF_NUM_INTEROP_THREADS": "2"}

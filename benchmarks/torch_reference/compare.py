@@ -203,6 +203,8 @@ TF_SETTINGS = {
     "TF_MKL_OPTIMIZE_PRIMITIVE_MEMUSE=false": {**OFF, "TF_MKL_OPTIMIZE_PRIMITIVE_MEMUSE": "false"},
     "intra=1 inter=2": {**OFF, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "2"},
     "intra=2 inter=4": {**OFF, "TF_NUM_INTRAOP_THREADS": "2", "TF_NUM_INTEROP_THREADS": "4"},
+    # On top of the runtime's defaults (a variable set here wins over them).
+    "runtime + MEMUSE=false": {"TF_MKL_OPTIMIZE_PRIMITIVE_MEMUSE": "false"},
 }
 
 
