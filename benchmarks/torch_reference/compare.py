@@ -179,14 +179,14 @@ TORCH_SETTINGS = {
     "adam=fused": (["--adam=fused", "--malloc=default"], {}),
     "malloc=tuned (mallopt)": (["--adam=for_loop", "--malloc=tuned"], {}),
     "jemalloc": (PLAIN, {"LD_PRELOAD": JEMALLOC}),
-    "tcmalloc": (PLAIN, {"LD_PRELOAD": TCMALLOC}),
+    "tcmalloc": (["--adam=for_loop", "--malloc=tcmalloc"], {}),
     "channels_last": ([*PLAIN, "--channels_last"], {}),
     "threads=1": ([*PLAIN, "--threads=1"], {}),
-    "default (bench)": ([], {}),
+    "fused + mallopt": (["--malloc=tuned"], {}),
+    "fused + jemalloc": (["--malloc=default"], {"LD_PRELOAD": JEMALLOC}),
+    "default (bench)": ([], {}),  # fused Adam + tcmalloc
     "default + channels_last": (["--channels_last"], {}),
     "default + threads=1": (["--threads=1"], {}),
-    "fused + jemalloc": (["--malloc=default"], {"LD_PRELOAD": JEMALLOC}),
-    "fused + tcmalloc": (["--malloc=default"], {"LD_PRELOAD": TCMALLOC}),
 }
 
 # onegan_tf's process-level settings, each alone against TensorFlow's and glibc's own defaults
