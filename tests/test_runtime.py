@@ -90,3 +90,20 @@ def test_a_thread_pool_size_set_by_the_user_wins(monkeypatch):
     environ = {"TF_NUM_INTRAOP_THREADS": "2"}
     runtime.apply(environ)
     assert environ == {"TF_NUM_INTRAOP_THREADS": "2", "TF_NUM_INTEROP_THREADS": "2"}
+
+
+def test_the_ceiling_conv_uses_every_core_when_the_intra_op_pool_is_smaller(monkeypatch):
+    """One convolution on a one-thread intra-op pool uses one core: the ceiling runs as concurrent slices."""
+    from onegan_tf import machine
+
+    monkeypatch.setattr(runtime, "usable_cpus", lambda: 2)
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
+    assert machine.concurrent_slices(20) == 2
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "2")
+    assert machine.concurrent_slices(20) == 1
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS")
+    assert machine.concurrent_slices(20) == 1
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
+    record = machine.ceiling_conv(3, 8, 4, 4, 3, steps=1, warmup=1)  # slices of 2 and 1
+    assert record["concurrent_slices"] == 2
+    assert record["forward_flops"] == 2 * 9 * 4 * 4 * 8 * 8 * 3 and record["flop_per_s"] > 0
