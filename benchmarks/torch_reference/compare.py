@@ -1,18 +1,24 @@
-"""onegan_tf's training step against the eager PyTorch reference, on this machine.
+"""onegan_tf's training step against the best eager PyTorch build, on this machine.
 
 Standard library only: it runs each framework in its own virtualenv as a subprocess.
 
     python benchmarks/torch_reference/compare.py check --image_size=32 --channel_mult=0.25
-    python benchmarks/torch_reference/compare.py bench --image_size=32 --channel_mult=0.25 --batch_size=20 \\
-        --phases=IIb --rounds=3 --steps=5 --warmup=2 --out=compare.jsonl
+    python benchmarks/torch_reference/compare.py bench --config=32:0.25:20:5:2 --config=128:1.0:2:2:1 \\
+        --phases=I,IIb --rounds=3 --out=bench.jsonl
+    python benchmarks/torch_reference/compare.py settings --framework=onegan_tf --phases=I,IIb
 
 `check`: parameter counts per network and forward FLOPs of one step per phase, onegan_tf
 (`tf_reference.py`, i.e. `onegan_tf.flops.step_flops`) against the PyTorch build (hooks on every Conv2d and
 Linear call of a real step); exits 1 on any difference.
-`bench`: `--rounds` rounds, each one run of `python -m onegan_tf.bench --what=train` and one of
-`onegan_torch.py bench` at the same config, alternating which goes first (A B, B A, ...) so that the
-load of a shared machine falls on both alike; every measurement is printed as a JSON line (and appended to
-`--out`) with the load average, then the median over rounds of each framework's s/step and the ratio.
+`bench`: `--rounds` rounds; in each, at every `--config` (SIZE:MULT:BATCH:STEPS:WARMUP), one run of
+`python -m onegan_tf.bench --what=train,flops` (which also times the ceiling conv) and one of
+`onegan_torch.py bench` (its default: the best build), alternating which goes first (A B, B A, ...) so that
+the load of a shared machine falls on both alike. Every measurement is printed as a JSON line (and appended
+to `--out`) with the load average; then, per config and phase, the median over rounds of each framework's
+s/step, the ratio onegan_tf / PyTorch, the load range, the ceiling conv and onegan_tf's FLOP/s as a share of
+it (also appended to `--out` as "summary" lines).
+`settings`: each setting of one framework (`TORCH_SETTINGS`, `TF_SETTINGS`) alone against its baseline, in
+rounds that rotate their order.
 Run from the repository root.
 """
 
