@@ -96,6 +96,8 @@ def test_too_few_generated_images_and_unknown_metrics(tmp_path, no_model_loading
         ev.evaluate(run_dir, ["fidd"], progress=False)
     with pytest.raises(ValueError, match="split='train'"):
         ev.evaluate(run_dir, ["fid"], split="train", progress=False)
+    with pytest.raises(ValueError, match="split='train' is not supported"):
+        ev.ModelEvalContext(model=None, cfg=None, split="train")  # the same rule, before the model is read
 
 
 # ---------------------------------------------------------------------------------------- EvalContext
