@@ -209,23 +209,28 @@ def images_per_second(ds, warmup: int, batches: int, batch_size: int) -> float:
 
 
 def bench_serving(cfg, batch_sizes, steps: int, warmup: int) -> list[dict]:
-    """Latency and images/s of serving_default (PNG bytes in): exported SavedModel vs in-process."""
+    """Latency and images/s of serving_default (PNG bytes in): a freshly exported SavedModel vs in-process."""
 
     model = OneGAN(cfg.model)
-    records = []
     with tempfile.TemporaryDirectory(prefix="onegan-bench-") as tmp:
-        path = export.export_saved_model(model, tmp)
-        loaded = tf.saved_model.load(path)
-        serving = export.OneGANServing(model)  # held: its tf.functions keep only a weak reference to it
-        targets = {"saved_model": loaded.signatures["serving_default"], "in_process": serving.serving_default}
-        for b in batch_sizes:
-            image_bytes = _png_batch(b, cfg.model.image_size)
-            for name, fn in targets.items():
-                seconds = timed(lambda fn=fn: fn(image_bytes=image_bytes)["mask"].numpy(), steps, max(warmup, 1))
-                records.append({
-                    "what": "serving", "name": f"{name} b{b}", "target": name, "batch": b,
-                    "latency_p50_s": percentile(seconds, 50), "latency_p95_s": percentile(seconds, 95),
-                    "images_per_s": b * len(seconds) / sum(seconds), "step_seconds": seconds})
+        loaded = tf.saved_model.load(export.export_saved_model(model, tmp))
+        return time_serving(model, loaded, batch_sizes, steps, warmup)
+
+
+def time_serving(model: OneGAN, loaded, batch_sizes, steps: int, warmup: int) -> list[dict]:
+    """`bench_serving`'s timings of `model` and `loaded`, its export as `tf.saved_model.load` returns it."""
+
+    serving = export.OneGANServing(model)  # held: its tf.functions keep only a weak reference to it
+    targets = {"saved_model": loaded.signatures["serving_default"], "in_process": serving.serving_default}
+    records = []
+    for b in batch_sizes:
+        image_bytes = _png_batch(b, model.cfg.image_size)
+        for name, fn in targets.items():
+            seconds = timed(lambda fn=fn: fn(image_bytes=image_bytes)["mask"].numpy(), steps, max(warmup, 1))
+            records.append({
+                "what": "serving", "name": f"{name} b{b}", "target": name, "batch": b,
+                "latency_p50_s": percentile(seconds, 50), "latency_p95_s": percentile(seconds, 95),
+                "images_per_s": b * len(seconds) / sum(seconds), "step_seconds": seconds})
     return records
 
 

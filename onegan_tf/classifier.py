@@ -68,32 +68,53 @@ def _split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarr
     return order[n_val:], order[:n_val]
 
 
-def train_classifier(data: str, out: str, backbone: str = "small_cnn", weights: str = "none",
-                     image_size: int | None = None, epochs: int = 10, batch_size: int = 32,
-                     learning_rate: float | None = None, val_fraction: float = 0.1, seed: int = 0,
-                     num_images: int = 1200, label: str = "child", synthetic_parents: int = 4,
-                     synthetic_children_per_parent: int = 3, verbose: int = 2):
-    """Fine-tune a classifier on `data` and save it to `out` (.keras). Returns the keras History."""
+def _check_output(out: str, val_fraction: float) -> None:
     if not out.endswith(".keras"):
         raise ValueError(f"--out={out!r}: the classifier is saved in Keras' format; give a path ending in .keras")
     if not 0 <= val_fraction < 1:
         raise ValueError(f"--val_fraction={val_fraction}: must be in [0, 1)")
-    image_size = image_size or DEFAULT_IMAGE_SIZE.get(backbone, 64)
+
+
+def fit_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int, out: str, backbone: str = "small_cnn",
+                   weights: str = "none", epochs: int = 10, batch_size: int = 32, learning_rate: float | None = None,
+                   val_fraction: float = 0.1, seed: int = 0, verbose: int = 2) -> dict:
+    """Train `build_classifier` on images [N, S, S, 3] in [-1, 1] and their class ids [N], holding out a seeded
+    `val_fraction`, and save it to `out` (.keras): the one training of the feature network, whether from this
+    command or at the end of a run (`onegan_tf.report`).
+
+    Returns path, train_images, val_images, val_accuracy (the last epoch's; None without validation images)
+    and history (the keras History's per-epoch dict).
+    """
+    _check_output(out, val_fraction)
     learning_rate = learning_rate or DEFAULT_LEARNING_RATE.get(backbone, 1e-3)
     keras.utils.set_random_seed(seed)
-    images, labels, classes = labeled.load(data, image_size, seed, num_images, label, synthetic_parents,
-                                           synthetic_children_per_parent)
     train_idx, val_idx = _split(len(labels), val_fraction, seed)
     train = labeled.dataset(images, labels, train_idx, batch_size, seed, training=True)
     val = labeled.dataset(images, labels, val_idx, batch_size, seed, training=False) if len(val_idx) else None
-    model = build_classifier(len(classes), backbone, weights, image_size)
+    model = build_classifier(num_classes, backbone, weights, images.shape[1])
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     # shuffle=False: the tf.data pipelines shuffle themselves.
-    history = model.fit(train, validation_data=val, epochs=epochs, verbose=verbose, shuffle=False)
+    history = model.fit(train, validation_data=val, epochs=epochs, verbose=verbose, shuffle=False).history
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     model.save(out)
-    return history
+    return {"path": out, "train_images": int(len(train_idx)), "val_images": int(len(val_idx)),
+            "val_accuracy": float(history["val_accuracy"][-1]) if "val_accuracy" in history else None,
+            "history": history}
+
+
+def train_classifier(data: str, out: str, backbone: str = "small_cnn", weights: str = "none",
+                     image_size: int | None = None, epochs: int = 10, batch_size: int = 32,
+                     learning_rate: float | None = None, val_fraction: float = 0.1, seed: int = 0,
+                     num_images: int = 1200, label: str = "child", synthetic_parents: int = 4,
+                     synthetic_children_per_parent: int = 3, verbose: int = 2) -> dict:
+    """Load `data` (`onegan_tf.data.labeled`) and `fit_classifier` on it. Returns fit_classifier's dict."""
+    _check_output(out, val_fraction)  # before the images are read
+    image_size = image_size or DEFAULT_IMAGE_SIZE.get(backbone, 64)
+    images, labels, classes = labeled.load(data, image_size, seed, num_images, label, synthetic_parents,
+                                           synthetic_children_per_parent)
+    return fit_classifier(images, labels, len(classes), out, backbone, weights, epochs, batch_size, learning_rate,
+                          val_fraction, seed, verbose)
 
 
 def define_flags(fv: flags.FlagValues) -> None:

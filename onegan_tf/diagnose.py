@@ -34,7 +34,7 @@ from onegan_tf import cli
 from onegan_tf.checkpoint import CheckpointMismatchError, load_run
 from onegan_tf.config import ConfigError, parent_of
 from onegan_tf.files import write_json
-from onegan_tf.metrics.segmentation import iou, mask_overlaps
+from onegan_tf.metrics.segmentation import foreground, iou, mask_overlaps
 from onegan_tf.model import OneGAN, sample_children, sample_z
 
 PROBE_SIDE = 8            # masks are average-pooled to at most 8x8 before the linear probe
@@ -119,7 +119,7 @@ def diagnose(model: OneGAN, num_images: int = 600, seed: int = 0, batch_size: in
         child = sample_children(key[0], b, cfg.n_child)
         parent = parent_of(child, cfg.children_per_parent).numpy()
         out = {k: v.numpy() for k, v in step(child, sample_z(key[1], b, cfg.d_z)).items()}
-        inter, union, _ = mask_overlaps(out["I_m_hat"][..., 0] > 0.5, out["I_m"][..., 0] > 0.5)
+        inter, union, _ = mask_overlaps(foreground(out["I_m_hat"][..., 0]), foreground(out["I_m"][..., 0]))
         ious.append(iou(inter, union))
         masks.append(pool(out["I_m"][..., 0]))
         parents.append(parent)

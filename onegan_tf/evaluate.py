@@ -40,6 +40,11 @@ DEFAULT_METRICS = ("segmentation", "clustering", "fid", "is", "cfid", "cis")
 FIGURE_IMAGES = 8
 
 
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r} is not supported; allowed values: {SPLITS}")
+
+
 class ModelEvalContext:
     """The `EvalContext` of `onegan_tf.metrics.registry` for a OneGAN model and an evaluation split.
 
@@ -51,8 +56,7 @@ class ModelEvalContext:
     def __init__(self, model: OneGAN, cfg: Config, split: str = "object", *, batch_size: int = 50,
                  num_generated: int = 0, feature_net: str = "inception_imagenet", seed: int = 0,
                  progress: bool = True, info: dict | None = None, segmenter=None):
-        if split not in SPLITS:
-            raise ValueError(f"split={split!r} is not supported; allowed values: {SPLITS}")
+        check_split(split)
         info = info or data.describe(cfg.data)
         self.model, self.cfg, self.split = model, cfg, split
         self.n_child, self.n_parent = model.cfg.n_child, model.cfg.n_parent
@@ -137,8 +141,7 @@ def evaluate(run_dir: str, metrics=DEFAULT_METRICS, *, split: str = "object", ch
     t0 = time.time()
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     names = registry.validate(metrics)
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r} is not supported; allowed values: {SPLITS}")
+    check_split(split)
     cfg = load_config(run_dir)
     info = data.describe(cfg.data)
     check_requirements(names, info, num_generated)

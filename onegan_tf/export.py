@@ -31,6 +31,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 from absl import flags
+from tensorflow.core.protobuf import saved_model_pb2
 
 from onegan_tf import cli
 from onegan_tf.checkpoint import CheckpointMismatchError, load_run
@@ -181,25 +182,30 @@ def export_keras(model: OneGAN, keras_dir: str, segmenter=None) -> dict[str, str
 
 
 def signature_table(saved_model_dir: str) -> str:
-    """A Markdown table of every signature's inputs and outputs (name, dtype, shape), read from the SavedModel."""
-    loaded = tf.saved_model.load(saved_model_dir)
+    """A Markdown table of every signature's inputs and outputs (name, dtype, shape), read from the SavedModel's
+    signature definitions (as TF Serving reads them; nothing is loaded or traced)."""
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    (meta_graph,) = [m for m in saved_model.meta_graphs if "serve" in m.meta_info_def.tags]
     rows = ["| signature | | name | dtype | shape |", "|---|---|---|---|---|"]
 
     with open(os.path.join(saved_model_dir, CONFIG_FILE)) as f:
         size = json.load(f)["image_size"]
 
-    def shape(key, spec):
-        if spec.shape.rank is None:  # declared of any shape, checked in the graph
+    def shape(key, info):
+        if info.tensor_shape.unknown_rank:  # declared of any shape, checked in the graph
             return EXPECTED_SHAPES[key].replace("S", str(size)) + " (checked in the graph)"
-        return str([-1 if d is None else d for d in spec.shape.as_list()])
+        return str([d.size for d in info.tensor_shape.dim])  # -1: any size
 
     for name in SIGNATURES:
-        fn = loaded.signatures[name]
+        signature = meta_graph.signature_def[name]
         # Inputs in their flat order: TensorFlow's dtype errors name them by this zero-based index ("input #1").
-        for kind, specs in (("in", fn.structured_input_signature[1]), ("out", fn.structured_outputs)):
-            for i, key in enumerate(sorted(specs)):
+        for kind, infos in (("in", signature.inputs), ("out", signature.outputs)):
+            for i, key in enumerate(sorted(infos)):
                 label = f"in #{i}" if kind == "in" else "out"
-                rows.append(f"| {name} | {label} | `{key}` | {specs[key].dtype.name} | {shape(key, specs[key])} |")
+                dtype = tf.dtypes.as_dtype(infos[key].dtype).name
+                rows.append(f"| {name} | {label} | `{key}` | {dtype} | {shape(key, infos[key])} |")
     return "\n".join(rows)
 
 

@@ -16,6 +16,7 @@ import time
 import keras
 import tensorflow as tf
 
+from onegan_tf import runtime
 from onegan_tf.flops import conv_flops
 
 # (batch, size, c_in, c_out, kernel) of the ceiling convolution: the bench's default, and the smaller one a
@@ -58,19 +59,33 @@ def timed(fn, steps: int, warmup: int) -> list[float]:
     return seconds
 
 
+def concurrent_slices(batch: int) -> int:
+    """Into how many slices of the batch the ceiling conv is split, to run at once on the inter-op pool.
+
+    The ceiling is the whole device's: where the intra-op pool is smaller than the usable CPUs
+    (`onegan_tf.runtime` gives it one thread on two-CPU machines), one convolution cannot use every core,
+    so as many convolutions as the pool fits into the CPUs run side by side over slices of the batch.
+    """
+    intra = int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0") or 0)
+    return 1 if intra <= 0 else max(1, min(batch, runtime.usable_cpus() // intra))
+
+
 def ceiling_conv(batch: int, size: int, c_in: int, c_out: int, kernel: int, steps: int, warmup: int) -> dict:
     """FLOP/s of one large 'same' convolution in the policy's compute dtype: the practical ceiling."""
     dtype = keras.mixed_precision.dtype_policy().compute_dtype
     gen = tf.random.Generator.from_seed(0)
     x = tf.cast(gen.normal((batch, size, size, c_in)), dtype)
     w = tf.cast(gen.normal((kernel, kernel, c_in, c_out)) * 0.01, dtype)
-    conv = tf.function(lambda x, w: tf.reduce_sum(tf.cast(tf.nn.conv2d(x, w, 1, "SAME"), tf.float32)))
+    n = concurrent_slices(batch)
+    sizes = [batch // n + (i < batch % n) for i in range(n)]
+    conv = tf.function(lambda x, w: tf.add_n([tf.reduce_sum(tf.cast(tf.nn.conv2d(part, w, 1, "SAME"), tf.float32))
+                                              for part in tf.split(x, sizes)]))
     seconds = timed(lambda: float(conv(x, w)), steps, max(warmup, 1))
     median = statistics.median(seconds)
     f = conv_flops(batch, size, c_in, c_out, kernel)
     return {"what": "flops", "name": f"ceiling conv {kernel}x{kernel} {size}x{size}x{c_in}->{c_out} b{batch}",
             "dtype": dtype, "forward_flops": f, "seconds_per_step": median, "step_seconds": seconds,
-            "flop_per_s": f / median}
+            "flop_per_s": f / median, "concurrent_slices": n}
 
 
 def run_machine() -> dict:

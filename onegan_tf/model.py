@@ -16,6 +16,7 @@ from __future__ import annotations
 import tensorflow as tf
 from keras import ops
 
+from onegan_tf.checks import after, check_classes, check_codes, check_images, require
 from onegan_tf.config import ModelConfig, parent_of
 from onegan_tf.networks import NETWORK_NAMES, build_networks
 
@@ -105,9 +106,9 @@ class OneGAN(tf.Module):
     # -- codes (Eq. 1-2) -------------------------------------------------------------------------------------
     def embed(self, child, parent=None) -> dict:
         """Eq. 1-2: one-hot codes and their embeddings; the parent follows the hierarchy unless given."""
-        child = _check_labels(child, self.cfg.n_child, "child")
+        child = check_classes(child, self.cfg.n_child, "child")
         parent = (parent_of(child, self.cfg.children_per_parent) if parent is None
-                  else _check_labels(parent, self.cfg.n_parent, "parent"))
+                  else check_classes(parent, self.cfg.n_parent, "parent", batch=tf.shape(child)[0]))
         e_c = tf.one_hot(child, self.cfg.n_child)
         e_p = tf.one_hot(parent, self.cfg.n_parent)
         e_bg = e_p
@@ -118,7 +119,7 @@ class OneGAN(tf.Module):
     def generate(self, child, z, parent=None, training: bool = False) -> dict:
         """Generate I_bg, I_fg, I_m and I from child classes (parents derived) and pose codes z."""
         codes = self.embed(child, parent)
-        z = _check_codes(z, self.cfg.d_z, "z", batch=codes["child"].shape[0])
+        z = check_codes(z, self.cfg.d_z, "z", batch=tf.shape(codes["child"])[0])
         A_bg = self.G_bg0((codes["v_bg"], z), training=training)
         A_fg = self.G_fg0((codes["v_p"], z), training=training)
         I_bg = self.G_bg1(A_bg, training=training)
@@ -130,7 +131,7 @@ class OneGAN(tf.Module):
     def encode(self, I, training: bool = False) -> dict:
         """Eq. 7-8: E_p(I) and E_c(I) merged into one dict (e_p_hat, mu_p, sigma_p, B_fg, mu_z, sigma_z, e_c_hat,
         ...)."""
-        I = _check_images(I, self.cfg.image_size)
+        I = check_images(I, self.cfg.image_size)
         return {**self.E_p(I, training=training), **self.E_c(I, training=training)}
 
     # -- reconstruction path (Sec. 4.2, Eq. 6-9) ------------------------------------------------------------
@@ -144,8 +145,10 @@ class OneGAN(tf.Module):
         encoded: `encode(I)` if already computed this step (the generation path's losses need it too).
         Returns every intermediate by its paper name; reconstructed tensors carry a `_hat` suffix.
         """
-        I = _check_images(I, self.cfg.image_size)
+        I = check_images(I, self.cfg.image_size)
         batch = tf.shape(I)[0]
+        if target_child is not None:  # checked with the image, before the encoders
+            target_child = check_classes(target_child, self.cfg.n_child, "target_child", batch=batch)
         enc = self.encode(I, training=training) if encoded is None else encoded
         betas = self.effective_betas(inference_betas(batch) if betas is None else betas)
         eps = eps or {}
@@ -159,8 +162,7 @@ class OneGAN(tf.Module):
         v_pmix = mix(codes["v_p"], v_p_hat, betas["beta1"])                                       # mixup 1
         v_cmix = mix(codes["v_c"], v_c_hat, betas["beta2"])                                       # mixup 2
         if target_child is not None:
-            v_cmix = self.V_c(tf.one_hot(_check_labels(target_child, self.cfg.n_child, "target_child"),
-                                         self.cfg.n_child))
+            v_cmix = self.V_c(tf.one_hot(target_child, self.cfg.n_child))
         # Step 3: foreground.
         A_fg = self.G_fg0((v_pmix, z_hat), training=training)
         A_fgmix = mix(A_fg, enc["B_fg"], betas["beta3"]) if self.cfg.bypass else A_fg           # mixup 3
@@ -218,16 +220,11 @@ class OneGAN(tf.Module):
             for name in names:
                 beta = tf.convert_to_tensor(betas[name])
                 ok = tf.reduce_all(tf.equal(beta, tf.cast(value, beta.dtype)))
-                message = (f"betas: {name} must be {value:g} for this model, trained with {flag} ({why}); "
-                           f"leave the betas at their defaults or set {name} = {value:g}. Got {name} =")
-                if tf.executing_eagerly():
-                    if not bool(ok):
-                        raise ValueError(f"{message} {beta.numpy()}")
-                else:
-                    checks.append(tf.debugging.Assert(ok, [message, beta]))
-        if checks:
-            with tf.control_dependencies(checks):
-                betas = {k: tf.identity(v) for k, v in betas.items()}
+                checks.append(require(ok, f"betas: {name} must be {value:g} for this model, trained with {flag} "
+                                          f"({why}); leave the betas at their defaults or set {name} = {value:g}. "
+                                          f"Got {name} =", beta))
+        if any(c is not None for c in checks):
+            betas = {k: after(v, *checks) for k, v in betas.items()}
         return betas
 
 
@@ -241,33 +238,3 @@ def class_predictions(encoded: dict) -> dict:
         out.update({level: tf.argmax(logits, axis=-1, output_type=tf.int32), f"{level}_probs": probs,
                     f"{level}_prob": tf.reduce_max(probs, axis=-1)})
     return out
-
-
-def _check_images(I, size):
-    I = tf.convert_to_tensor(I)
-    shape = tuple(I.shape)
-    if len(shape) != 4 or shape[-1] != 3 or tuple(shape[1:3]) != (size, size):
-        raise ValueError(f"images must have shape (batch, {size}, {size}, 3) in [-1, 1]; got shape {shape}")
-    if not I.dtype.is_floating:
-        raise TypeError(f"images must be a float tensor in [-1, 1]; got dtype {I.dtype.name}")
-    return I
-
-
-def _check_labels(labels, n, what):
-    """Integer class labels in [0, n); checked in the graph too, so a traced step cannot index past a table."""
-    labels = tf.convert_to_tensor(labels)
-    if not labels.dtype.is_integer:
-        raise TypeError(f"{what} classes must be an integer tensor; got dtype {labels.dtype.name}")
-    tf.debugging.assert_non_negative(labels, message=f"{what} classes must be in [0, {n})")
-    tf.debugging.assert_less(labels, tf.cast(n, labels.dtype), message=f"{what} classes must be in [0, {n})")
-    return labels
-
-
-def _check_codes(z, dim, what, batch=None):
-    z = tf.convert_to_tensor(z)
-    shape = tuple(z.shape)
-    if len(shape) != 2 or shape[-1] != dim:
-        raise ValueError(f"{what} must have shape (batch, {dim}); got {shape}")
-    if batch is not None and shape[0] is not None and shape[0] != batch:
-        raise ValueError(f"{what} has {shape[0]} rows but there are {batch} class labels; they must match")
-    return z

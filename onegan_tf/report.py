@@ -25,17 +25,19 @@ import sys
 import time
 from typing import Sequence
 
-import keras
 import numpy as np
 from absl import flags
 
-from onegan_tf import baselines, cli, data, evaluate, export
+from onegan_tf import baselines, classifier, cli, data, evaluate, export
 from onegan_tf.checkpoint import load_config, load_run
-from onegan_tf.classifier import build_classifier
 from onegan_tf.config import Config
 from onegan_tf.files import write_json, write_text
+from onegan_tf.metrics.segmentation import foreground
 
+# The feature network of the generation metrics: `classifier.fit_classifier`'s small CNN, trained so.
 CLASSIFIER_EPOCHS = 8
+CLASSIFIER_BATCH_SIZE = 64
+CLASSIFIER_VAL_FRACTION = 0.1
 
 
 def collect(data_cfg, image_size: int, split: str, batch_size: int = 100,
@@ -49,31 +51,25 @@ def collect(data_cfg, image_size: int, split: str, batch_size: int = 100,
                 parts[k].append(batch[k].numpy())
     out = {k: np.concatenate(v) for k, v in parts.items() if v}
     if "mask" in out:
-        out["mask"] = out["mask"][..., 0] > 0.5
+        out["mask"] = foreground(out["mask"][..., 0])
     return out
 
 
 def train_feature_classifier(cfg: Config, out_path: str, epochs: int = CLASSIFIER_EPOCHS,
                              train: dict | None = None) -> dict:
-    """Fine-tune the small CNN of `onegan_tf.classifier` on the training split's crops and child labels.
+    """Fine-tune the small CNN of `onegan_tf.classifier` on the training split's crops and child labels, as
+    `python -m onegan_tf.classifier --backbone=small_cnn` would (`classifier.fit_classifier`).
 
     train: `collect(cfg.data, image_size, "object")` when the caller already has it.
+    Returns the classifier's path, train_images and val_accuracy.
     """
-
     train = collect(cfg.data, cfg.model.image_size, "object") if train is None else train
     if np.any(train["child"] < 0):
         raise ValueError(f"dataset {cfg.data.dataset!r} has no child labels to fine-tune a feature network on")
-    keras.utils.set_random_seed(cfg.train.seed)
-    model = build_classifier(cfg.model.n_child, "small_cnn", "none", cfg.model.image_size)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    n_val = max(1, len(train["child"]) // 10)
-    history = model.fit(train["image"][n_val:], train["child"][n_val:], batch_size=64, epochs=epochs, verbose=0,
-                        validation_data=(train["image"][:n_val], train["child"][:n_val]))
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    model.save(out_path)
-    return {"path": out_path, "val_accuracy": float(history.history["val_accuracy"][-1]),
-            "train_images": int(len(train["child"]) - n_val)}
+    fit = classifier.fit_classifier(train["image"], train["child"], cfg.model.n_child, out_path, epochs=epochs,
+                                    batch_size=CLASSIFIER_BATCH_SIZE, val_fraction=CLASSIFIER_VAL_FRACTION,
+                                    seed=cfg.train.seed, verbose=0)
+    return {k: fit[k] for k in ("path", "val_accuracy", "train_images")}
 
 
 GENERATION_METRICS = ("fid", "is", "cfid", "cis")
@@ -97,14 +93,14 @@ def finalize_run(cfg: Config, model=None, step: int | None = None, raw_model=Non
     metrics = [m.strip() for m in tc.final_eval.split(",") if m.strip()]
     if segmenter is not None and "segmentation" in metrics and "segmentation_distilled" not in metrics:
         metrics.append("segmentation_distilled")
-    classifier = None
+    trained = None
     feature_net = tc.final_feature_net
     # The training split is read once: it trains the feature network and gives the centred-disc baseline its area.
     train_split = collect(cfg.data, mc.image_size, "object")
     if feature_net == "finetuned" and any(m in metrics for m in ("fid", "is", "cfid", "cis")):
-        classifier = train_feature_classifier(cfg, os.path.join(out_dir, "feature_classifier.keras"),
-                                              train=train_split)
-        feature_net = classifier["path"]
+        trained = train_feature_classifier(cfg, os.path.join(out_dir, "feature_classifier.keras"),
+                                           train=train_split)
+        feature_net = trained["path"]
     report = evaluate.evaluate(run_dir, metrics, split=tc.final_split, feature_net=feature_net,
                                num_generated=tc.final_num_generated, out_dir=out_dir, seed=tc.seed,
                                progress=tc.progress, model=model, segmenter=segmenter)
@@ -124,7 +120,7 @@ def finalize_run(cfg: Config, model=None, step: int | None = None, raw_model=Non
         export_path = export.export_saved_model(model, os.path.join(run_dir, "export"), "onegan",
                                                 step=step or 0, segmenter=segmenter)
     summary = {"report": report, "raw_generation": raw_report and raw_report["metrics"], "baselines": base,
-               "classifier": classifier, "export": export_path, "wall_s": round(time.time() - t0, 1)}
+               "classifier": trained, "export": export_path, "wall_s": round(time.time() - t0, 1)}
     write_json(os.path.join(out_dir, "final.json"), summary)
     write_text(os.path.join(run_dir, "report.md"), markdown(cfg, summary))
     return summary
@@ -205,8 +201,10 @@ def markdown(cfg: Config, summary: dict) -> str:
                      f"the training split's mean object area ({base['centred_disc']['area_fraction']:.3f}).")
     if summary.get("classifier"):
         c = summary["classifier"]
+        val = ("no images held out" if c["val_accuracy"] is None
+               else f"validation accuracy {c['val_accuracy']:.3f}")
         lines.append(f"Generation metrics use a small CNN fine-tuned on the training split's child labels "
-                     f"({c['train_images']} images, validation accuracy {c['val_accuracy']:.3f}): `{c['path']}`.")
+                     f"({c['train_images']} images, {val}): `{c['path']}`.")
     lines += ["", "## Figures", ""]
     captions = {"generation": "Generation (paper Fig. 3): rows I, I_fg, I_m, I_bg.",
                 "reconstruction": "Reconstruction (paper Fig. 4): real, Î, Î_fg, Î_bg, ground-truth mask, Î_m.",

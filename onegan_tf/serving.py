@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from onegan_tf.checks import after, check_classes, check_image_values, check_images, check_shape, require
 from onegan_tf.config import ModelConfig
 from onegan_tf.model import BETA_NAMES, OneGAN, class_predictions, inference_beta_values, sample_eps, sample_z
 
@@ -70,75 +71,37 @@ def center_square_resize(image, size: int):
 
 def decode_images(image_bytes, size: int, name: str = "image_bytes"):
     """string [B] of encoded images -> float32 [B, size, size, 3] in [-1, 1]; names `name` on bad input."""
-    shape = tf.shape(image_bytes)
-    want = f"input `{name}` must be a 1-D string tensor [batch] of encoded JPEG/PNG images; got shape"
-    checks = [tf.debugging.Assert(tf.equal(tf.size(shape), 1), [want, shape], summarize=8)]
-    with tf.control_dependencies(checks):
-        image_bytes = tf.identity(image_bytes)
+    image_bytes = check_shape(tf.convert_to_tensor(image_bytes), (None,),
+                              f"input `{name}` must be a 1-D string tensor [batch] of encoded JPEG/PNG images")
 
     def decode(encoded):
         known = tf.reduce_any([tf.equal(tf.strings.substr(encoded, 0, n), magic) for magic, n in _MAGIC])
-        check = tf.debugging.Assert(known, [f"input `{name}`: an element is not an encoded JPEG, PNG, GIF or BMP "
-                                            "image (undecodable bytes); first bytes:",
-                                            tf.strings.substr(encoded, 0, 16)])
-        with tf.control_dependencies([check]):
-            image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
+        encoded = after(encoded, require(known, f"input `{name}`: an element is not an encoded JPEG, PNG, GIF or "
+                                                "BMP image (undecodable bytes); first bytes:",
+                                         tf.strings.substr(encoded, 0, 16)))
+        image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
         return center_square_resize(image, size)
 
     return tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec((size, size, 3), tf.float32))
 
 
-def check_images(image, size: int, name: str = "image"):
-    """float [B, size, size, 3] in [-1, 1], else an error naming `name`; returns it with its static shape."""
-    want = f"input `{name}` must be float32 [batch, {size}, {size}, 3] with values in [-1, 1]"
-    shape = tf.shape(image)
-    # One assertion on a padded shape: comparing shapes of another rank would fail before any message.
-    padded = tf.concat([shape, tf.zeros((4,), tf.int32)], 0)[:4]
-    good_shape = tf.logical_and(tf.equal(tf.size(shape), 4), tf.reduce_all(tf.equal(padded[1:], [size, size, 3])))
-    checks = [tf.debugging.Assert(good_shape, [f"{want}; got shape", shape], summarize=8)]
-    with tf.control_dependencies(checks):
-        checks.append(tf.debugging.Assert(tf.reduce_all(tf.abs(image) <= 1.0 + 1e-3),
-                                          [f"{want}; got values outside [-1, 1] or NaN"]))
-    with tf.control_dependencies(checks):
-        return tf.ensure_shape(tf.identity(image), (None, size, size, 3))
-
-
-def check_classes(classes, n: int, name: str, batch=None):
-    """int [B] of class ids in [0, n), else an error naming `name`."""
-    shape = tf.shape(classes)
-    good = tf.equal(tf.size(shape), 1)
-    if batch is not None:
-        good = tf.logical_and(good, tf.equal(tf.size(classes), batch))
-    checks = [tf.debugging.Assert(good, [f"input `{name}` must be int32 [batch], one class per image; got shape",
-                                         shape])]
-    with tf.control_dependencies(checks):
-        in_range = tf.reduce_all(tf.logical_and(classes >= 0, classes < n))
-        checks.append(tf.debugging.Assert(in_range, [f"input `{name}`: class ids must be in [0, {n}); got", classes]))
-    with tf.control_dependencies(checks):
-        return tf.identity(classes)
-
-
 def _optional(value, size: int, name: str, meaning: str):
     """An optional control: [] -> (False, zeros), `size` values -> (True, them); else an error naming `name`."""
     n = tf.size(value)
-    check = tf.debugging.Assert(tf.logical_or(tf.equal(n, 0), tf.equal(n, size)),
-                                [f"input `{name}` must hold 0 values (the default) or {size} values ({meaning}); got",
-                                 n])
-    with tf.control_dependencies([check]):
-        given = n > 0
-        # Padding (not tf.cond) keeps the graph valid when the caller's value has a static length of 0.
-        return given, tf.concat([tf.reshape(value, (-1,)), tf.zeros((size,), value.dtype)], 0)[:size]
+    n = after(n, require(tf.logical_or(tf.equal(n, 0), tf.equal(n, size)),
+                         f"input `{name}` must hold 0 values (the default) or {size} values ({meaning}); got", n))
+    # Padding (not tf.cond) keeps the graph valid when the caller's value has a static length of 0.
+    return n > 0, tf.concat([tf.reshape(value, (-1,)), tf.zeros((size,), value.dtype)], 0)[:size]
 
 
 def inference_controls(betas, seed, batch, cfg: ModelConfig):
     """The `betas` and `seed` inputs -> (betas dict, eps dict) for `OneGAN.reconstruct`; [] = the defaults of
     docs/design.md §4."""
     given, values = _optional(betas, 4, "betas", "beta1..beta4, each in [0, 1]")
-    in_range = tf.debugging.assert_less_equal(tf.reduce_max(tf.abs(values - 0.5)), 0.5,
-                                              message="input `betas`: each beta must be in [0, 1]")
-    with tf.control_dependencies([in_range]):
-        # The defaults as the Tab. 3b switches fix them (beta3 = beta4 = 0 without bypass).
-        values = tf.where(given, values, tf.constant(inference_beta_values(cfg), values.dtype))
+    values = after(values, require(tf.reduce_max(tf.abs(values - 0.5)) <= 0.5,
+                                   "input `betas`: each beta must be in [0, 1]; got", values))
+    # The defaults as the Tab. 3b switches fix them (beta3 = beta4 = 0 without bypass).
+    values = tf.where(given, values, tf.constant(inference_beta_values(cfg), values.dtype))
     betas = {name: tf.fill([batch], values[i]) for i, name in enumerate(BETA_NAMES)}
     sample, key = _optional(seed, 2, "seed", "a stateless seed of the reparameterisation noise")
     # Zero noise gives exactly the encoder means (mu + exp(sigma / 2) * 0 = mu).
@@ -185,8 +148,6 @@ class OneGANServing(tf.Module):
 
     def _reconstruct(self, I, betas, seed, target_child=None):
         batch = tf.shape(I)[0]
-        if target_child is not None:
-            target_child = check_classes(target_child, self.cfg.n_child, "target_child", batch)
         b, eps = inference_controls(betas, seed, batch, self.cfg)
         return self.model.reconstruct(I, betas=self.model.check_inference_betas(b), eps=eps,
                                       target_child=target_child)
@@ -208,7 +169,8 @@ class OneGANServing(tf.Module):
         return {k: rec[k] for k in ("I_hat", "I_fg_hat", "I_bg_hat", "I_m_hat")}
 
     def _float(self, image):
-        return check_images(image, self.cfg.image_size)
+        size = self.cfg.image_size
+        return check_image_values(check_images(image, size, "image"), size, "image")
 
     def _decode(self, image_bytes):
         return decode_images(image_bytes, self.cfg.image_size)

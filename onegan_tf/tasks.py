@@ -34,21 +34,32 @@ from absl import flags
 
 from onegan_tf import cli, figures
 from onegan_tf.checkpoint import CheckpointMismatchError, load_run
+from onegan_tf.checks import check_classes, check_image_values, check_images
 from onegan_tf.data.images import load_images
 from onegan_tf.files import write_json, write_text
+from onegan_tf.metrics.segmentation import MASK_THRESHOLD, foreground
 from onegan_tf.model import OneGAN, class_predictions, sample_z
 
 TASKS = ("segment", "cluster", "translate", "remove", "generate")
 FIGURE_COLUMNS = 8        # columns of the figure grids (real images or classes)
 TRANSLATION_TARGETS = 6   # default target classes of --task=translate and of the translation figure
-MASK_THRESHOLD = 0.5      # docs/design.md §7: a pixel is foreground where I_m > 0.5
 
 
 # ---------------------------------------------------------------------------------------------- the tasks
 
 
-def _images(images) -> tf.Tensor:
-    return tf.convert_to_tensor(images, tf.float32)
+def _images(images, size: int) -> tf.Tensor:
+    """User images (numpy or tensors) as float32, checked as every route checks them: shape, values in [-1, 1]."""
+    images = tf.convert_to_tensor(images)
+    images = tf.cast(images, tf.float32) if images.dtype.is_floating else images
+    return check_image_values(check_images(images, size), size)
+
+
+def _classes(classes) -> tf.Tensor:
+    """Class ids as the model indexes them: one int or a list of them -> int32 [B]; other dtypes are left for
+    the model's checks to name."""
+    classes = tf.reshape(tf.convert_to_tensor(classes), [-1])
+    return tf.cast(classes, tf.int32) if classes.dtype.is_integer else classes
 
 
 def _z_key(seed, stream: int = 0) -> tf.Tensor:
@@ -61,10 +72,10 @@ def generate(model: OneGAN, child, z=None, seed: int = 0, parent=None) -> dict:
 
     z=None draws z ~ N(0, I) from `seed`; the parent follows the hierarchy unless given.
     """
-    child = tf.reshape(tf.convert_to_tensor(child, tf.int32), [-1])
+    child = _classes(child)
     if z is None:
         z = sample_z(_z_key(seed), int(child.shape[0]), model.cfg.d_z)
-    parent = None if parent is None else tf.reshape(tf.convert_to_tensor(parent, tf.int32), [-1])
+    parent = None if parent is None else _classes(parent)
     return model.generate(child, tf.convert_to_tensor(z, tf.float32), parent=parent)
 
 
@@ -90,13 +101,14 @@ def reconstruct(model: OneGAN, images, betas: dict | None = None) -> dict:
     """Reconstruction and segmentation (Fig. 4): model.reconstruct at the inference betas (all 1) with the
     encoder means. The keys of interest: I_hat (reconstruction), I_fg_hat, I_bg_hat, I_m_hat (mask in [0, 1]).
     Given betas must agree with the model's Tab. 3b switches (`OneGAN.check_inference_betas`)."""
-    return model.reconstruct(_images(images), betas=None if betas is None else model.check_inference_betas(betas))
+    betas = None if betas is None else model.check_inference_betas(betas)
+    return model.reconstruct(_images(images, model.cfg.image_size), betas=betas)
 
 
 def segment_distilled(segmenter, images):
     """Segmentation by the segmenter distilled from the generator (onegan_tf.distill): I_m [B, H, W, 1] in
     [0, 1] from one network, instead of the reconstruction path's three encoders and two generators."""
-    return segmenter(_images(images), training=False)
+    return segmenter(_images(images, segmenter.input_shape[1]), training=False)
 
 
 def cluster(model: OneGAN, images) -> dict:
@@ -105,16 +117,18 @@ def cluster(model: OneGAN, images) -> dict:
     Returns child [B], parent [B] (int32), child_probs [B, N_C], parent_probs [B, N_P] (softmax) and
     child_prob, parent_prob [B] (the probability of the chosen cluster).
     """
-    return class_predictions(model.encode(_images(images)))
+    return class_predictions(model.encode(_images(images, model.cfg.image_size)))
 
 
 def translate(model: OneGAN, images, target_child) -> dict:
     """Image-to-image translation (Fig. 6): the reconstruction path with v_cmix replaced by V_c(target)
     (docs/design.md §4); codes, pose and the background bypass come from the image. target_child: an int or [B].
     The translated image is `I_hat`."""
-    images = _images(images)
-    target = tf.broadcast_to(tf.convert_to_tensor(target_child, tf.int32), [tf.shape(images)[0]])
-    return model.reconstruct(images, target_child=target)
+    images = _images(images, model.cfg.image_size)
+    target = tf.convert_to_tensor(target_child)
+    if target.shape.rank == 0:
+        target = tf.fill([tf.shape(images)[0]], target)
+    return model.reconstruct(images, target_child=_classes(target))
 
 
 def remove_object(model: OneGAN, images) -> dict:
@@ -128,9 +142,9 @@ def remove_object(model: OneGAN, images) -> dict:
 
 
 def mask_area(I_m) -> np.ndarray:
-    """Fraction of the pixels of each mask above MASK_THRESHOLD."""
-    I_m = np.asarray(I_m)
-    return (I_m > MASK_THRESHOLD).reshape(len(I_m), -1).mean(axis=1)
+    """Fraction of the pixels of each mask that are foreground (above MASK_THRESHOLD, docs/design.md §7)."""
+    I_m = foreground(I_m)
+    return I_m.reshape(len(I_m), -1).mean(axis=1)
 
 
 def image_results(rec: dict) -> list[dict]:
@@ -230,9 +244,10 @@ def run_tasks(model: OneGAN, tasks, inputs, out_dir: str, *, target_child=None, 
         raise ValueError(f"no readable images in --inputs={inputs!r} (skipped {len(skipped)}); tasks "
                          f"{', '.join(t for t in tasks if t != 'generate')} need at least one")
     targets = spread(cfg.n_child, TRANSLATION_TARGETS) if target_child is None else np.atleast_1d(target_child)
+    # Checked before any image is written, so that a bad flag leaves the output folder as it was.
     for name, classes in (("target_child", targets), ("child", child)):
-        if classes is not None and (np.min(classes) < 0 or np.max(classes) >= cfg.n_child):
-            raise ValueError(f"--{name}={list(map(int, classes))} outside the model's classes [0, {cfg.n_child})")
+        if classes is not None:
+            check_classes(np.atleast_1d(classes), cfg.n_child, name)
     names = _output_names(paths)
     rows = []
     for start in range(0, len(paths), batch_size):

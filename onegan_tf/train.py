@@ -167,9 +167,11 @@ def resolve_from_data(cfg: Config) -> tuple[Config, list[str]]:
         f"as a fraction of its crop (--crop={cfg.data.crop}), averaged"]
 
 
-def dry_run(cfg: Config, out=sys.stdout) -> dict:
-    """Resolved config, per-network parameter counts and the step plan, printed; nothing trained (the data
-    is read only for settings given as `auto`)."""
+def dry_run(cfg: Config, out=None) -> dict:
+    """Resolved config, per-network parameter counts and the step plan, printed to `out` (None: the current
+    sys.stdout, looked up at the call so that a redirection applies); nothing trained (the data is read only
+    for settings given as `auto`)."""
+    out = sys.stdout if out is None else out
     cfg, estimates = resolve_from_data(cfg)
     for line in estimates:
         print(f"Estimated from the data: {line}", file=out)

@@ -1,5 +1,5 @@
 """Test-wide settings: quiet TensorFlow, a deterministic CPU, and the `slow` marker; fixtures shared across
-modules."""
+modules (each made once per session: the costly states of the suite)."""
 
 import os
 
@@ -7,6 +7,14 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+
+@pytest.fixture(scope="session")
+def reference_run_dir():
+    """tests/tiny.py's reference run (one uninterrupted training subprocess of RUN_FLAGS), made once."""
+    from tiny import reference_run
+
+    return reference_run()
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +29,36 @@ def full_size_trainer():
 
     keras.utils.set_random_seed(0)
     return OneGANTrainer(Config(train=TrainConfig(batch_size=2)))
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """test_export's run directory (`make_run`) exported once: the SavedModel and the `.keras` files, shared
+    by the export tests and the serving bench, and loaded once in this process (`loaded`); exporting traces
+    every signature, loading optimises each, the costly parts."""
+    import keras
+    import tensorflow as tf
+
+    from onegan_tf import export
+    from tests.test_export import STEP, make_run
+
+    root = tmp_path_factory.mktemp("export")
+    keras.utils.set_random_seed(0)
+    written = make_run(str(root / "run"))
+    model, step = export.load_model(str(root / "run"))
+    assert step == STEP
+    path = export.export_saved_model(model, str(root / "serving"), "onegan", step=step)
+    assert path == str(root / "serving" / "onegan" / str(STEP))
+    export.export_keras(model, str(root / "keras"))
+    return {"root": root, "model": model, "written": written, "saved_model": path, "keras_dir": str(root / "keras"),
+            "loaded": tf.saved_model.load(path)}
+
+
+@pytest.fixture(scope="session")
+def keras_files(tmp_path_factory):
+    """test_serialization's `save_every_network` once: its TensorFlow loader and test_backends' other backends
+    read the same files. (directory, expected outputs, classes)."""
+    from tests.test_serialization import save_every_network
+
+    directory = tmp_path_factory.mktemp("keras_files")
+    return directory, *save_every_network(directory)

@@ -15,7 +15,6 @@ import pytest
 import tensorflow as tf
 
 from onegan_tf import layers
-from tests.test_serialization import save_every_network
 
 # Runs in a fresh interpreter with KERAS_BACKEND set: the one import a OneGAN `.keras` file needs, then
 # Keras' safe-mode loader.
@@ -39,14 +38,6 @@ LOADER = textwrap.dedent("""
 """)
 
 
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    """Every sub-network (both test configurations) saved by TensorFlow, with inputs and its outputs."""
-    directory = tmp_path_factory.mktemp("keras_files")
-    expected, _ = save_every_network(directory)
-    return directory, expected
-
-
 def _installed(module):
     return pytest.mark.skipif(importlib.util.find_spec(module) is None, reason=f"{module} is not installed")
 
@@ -58,8 +49,9 @@ def _installed(module):
     pytest.param("torch", marks=_installed("torch")),
 ])
 def test_every_keras_file_written_by_tensorflow_runs_under_another_backend_with_the_same_outputs(
-        saved, backend, tmp_path):
-    directory, expected = saved
+        keras_files, backend, tmp_path):
+    """Every sub-network of both test configurations, saved by TensorFlow (conftest's `keras_files`)."""
+    directory, expected, _ = keras_files
     out = tmp_path / "outputs.npz"
     env = {**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3",
            "JAX_PLATFORMS": "cpu"}

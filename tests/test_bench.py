@@ -123,10 +123,11 @@ def test_bench_cli_writes_one_json_line_per_measurement(tmp_path):
 
 
 @pytest.mark.slow
-def test_serving_bench_times_the_saved_model_and_the_in_process_signature():
+def test_serving_bench_times_the_saved_model_and_the_in_process_signature(exported):
+    """On the session's shared export (conftest): `bench_serving` exports a fresh model the same way."""
     from onegan_tf import bench
 
-    records = bench.bench_serving(tiny_config(), batch_sizes=(1, 2), steps=2, warmup=1)
+    records = bench.time_serving(exported["model"], exported["loaded"], batch_sizes=(1, 2), steps=2, warmup=1)
     assert [(r["target"], r["batch"]) for r in records] == [("saved_model", 1), ("in_process", 1),
                                                             ("saved_model", 2), ("in_process", 2)]
     for r in records:

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from onegan_tf import classifier
+from onegan_tf import classifier, report
 from onegan_tf.metrics import feature_network
+from tests.tiny import tiny_config
 
 
 def _write_folder(root, n_per_class=16, size=24, seed=0):
@@ -25,11 +26,12 @@ def _write_folder(root, n_per_class=16, size=24, seed=0):
 def test_small_cnn_loss_decreases_and_saved_model_is_a_feature_net(tmp_path):
     data = _write_folder(tmp_path / "data")
     out = str(tmp_path / "clf.keras")
-    history = classifier.train_classifier(data, out, backbone="small_cnn", weights="none", image_size=24,
-                                          epochs=6, batch_size=8, val_fraction=0.25, verbose=0)
-    loss = history.history["loss"]
+    fit = classifier.train_classifier(data, out, backbone="small_cnn", weights="none", image_size=24,
+                                      epochs=6, batch_size=8, val_fraction=0.25, verbose=0)
+    loss = fit["history"]["loss"]
     assert loss[-1] < loss[0]
-    assert "val_accuracy" in history.history
+    assert fit["val_accuracy"] == fit["history"]["val_accuracy"][-1]
+    assert (fit["train_images"], fit["val_images"], fit["path"]) == (36, 12, out)
 
     net = feature_network(out)
     assert net.input_size == (24, 24) and net.feature_dim == 128 and net.num_classes == 3
@@ -60,7 +62,35 @@ def test_cli_reports_missing_arguments_and_bad_inputs(tmp_path, capsys):
 
 def test_synthetic_data_trains_a_classifier_of_child_classes(tmp_path):
     out = str(tmp_path / "synthetic.keras")
-    history = classifier.train_classifier("synthetic", out, backbone="small_cnn", image_size=32, epochs=1,
-                                          batch_size=8, num_images=24, val_fraction=0.0, verbose=0)
-    assert len(history.history["loss"]) == 1
+    fit = classifier.train_classifier("synthetic", out, backbone="small_cnn", image_size=32, epochs=1,
+                                      batch_size=8, num_images=24, val_fraction=0.0, verbose=0)
+    assert len(fit["history"]["loss"]) == 1 and fit["val_accuracy"] is None
     assert feature_network(out).num_classes == 12  # 4 parents x 3 children
+
+
+def test_the_report_trains_its_feature_network_with_the_commands_training(tmp_path, monkeypatch):
+    """One training of the feature network: the end of a run calls `fit_classifier` on the training split's
+    crops and child labels, with the report's epochs, batch, held-out fraction and the run's seed."""
+    cfg = tiny_config(seed=5)
+    rng = np.random.default_rng(0)
+    train = {"image": rng.uniform(-1, 1, (20, 32, 32, 3)).astype(np.float32), "child": np.arange(20) % 12}
+    calls = []
+
+    def fit(images, labels, num_classes, out, **kwargs):
+        calls.append((images, labels, num_classes, out, kwargs))
+        return {"path": out, "train_images": 18, "val_images": 2, "val_accuracy": 0.5, "history": {}}
+
+    monkeypatch.setattr(classifier, "fit_classifier", fit)
+    out = str(tmp_path / "clf.keras")
+    assert report.train_feature_classifier(cfg, out, train=train) == {"path": out, "val_accuracy": 0.5,
+                                                                      "train_images": 18}
+    (images, labels, num_classes, path, kwargs), = calls
+    assert images is train["image"] and labels is train["child"] and (num_classes, path) == (12, out)
+    assert kwargs == {"epochs": report.CLASSIFIER_EPOCHS, "batch_size": report.CLASSIFIER_BATCH_SIZE,
+                      "val_fraction": report.CLASSIFIER_VAL_FRACTION, "seed": 5, "verbose": 0}
+
+
+def test_the_report_refuses_a_dataset_without_child_labels(tmp_path):
+    train = {"image": np.zeros((4, 32, 32, 3), np.float32), "child": -np.ones(4, np.int64)}
+    with pytest.raises(ValueError, match="has no child labels"):
+        report.train_feature_classifier(tiny_config(), str(tmp_path / "c.keras"), train=train)

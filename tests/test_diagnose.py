@@ -95,9 +95,12 @@ def test_the_command_writes_the_diagnostics_and_prints_chance_beside_them(run, t
     assert "mask reproduction IoU" in proc.stdout and "chance 0.250" in proc.stdout
 
 
-def test_bad_input_is_named_and_writes_nothing(run, tmp_path):
+def test_bad_input_is_named_and_writes_nothing(run, tmp_path, capsys):
+    """The command's `main` in this process: the test above starts `python -m onegan_tf.diagnose` already."""
+    from onegan_tf import diagnose
+
     out = tmp_path / "d.json"
-    proc = _cli(f"--run_dir={run['run_dir']}", f"--out={out}", "--num_images=5")
-    assert proc.returncode == 2 and "--num_images=5" in proc.stderr and not out.exists()
-    proc = _cli(f"--run_dir={tmp_path / 'nowhere'}", f"--out={out}")
-    assert proc.returncode == 2 and "nowhere" in proc.stderr and not out.exists()
+    assert diagnose.main(["diagnose", f"--run_dir={run['run_dir']}", f"--out={out}", "--num_images=5"]) == 2
+    assert "--num_images=5" in capsys.readouterr().err and not out.exists()
+    assert diagnose.main(["diagnose", f"--run_dir={tmp_path / 'nowhere'}", f"--out={out}"]) == 2
+    assert "nowhere" in capsys.readouterr().err and not out.exists()

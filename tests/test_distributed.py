@@ -12,13 +12,17 @@ import textwrap
 
 import numpy as np
 import pytest
-from tiny import REPO, RUN_FLAGS, reference_run, tiny_flags, train_command, train_env
+from tiny import REPO, RUN_FLAGS, tiny_flags, train_command, train_env
 
-# Runs in a fresh process: the two logical CPUs must be configured before TensorFlow initialises devices.
+# Runs in a fresh process: the two logical CPUs must be configured before TensorFlow initialises devices. The
+# steps run eagerly: the same replica function, all-reduce and updates, without tracing Phase IIb twice (once
+# per strategy), which would cost more than the comparison; the traced distributed step is run by the
+# two-worker test below.
 ONE_VS_TWO_REPLICAS = textwrap.dedent("""
     import json, sys
     import numpy as np
     import tensorflow as tf
+    tf.config.run_functions_eagerly(True)
     cpus = tf.config.list_physical_devices("CPU")
     tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
@@ -117,7 +121,7 @@ def _losses(run_dir: str) -> dict[int, dict]:
 
 
 @pytest.mark.slow
-def test_two_workers_log_the_losses_of_a_one_process_run(tmp_path):
+def test_two_workers_log_the_losses_of_a_one_process_run(reference_run_dir, tmp_path):
     """Two local processes, one TF_CONFIG each, run 2 Phase I steps of global batch 4 (1 replica per worker)
     with the seed of the reference run (tiny.RUN_FLAGS, one process), whose first two steps are the same
     Phase I steps on the same data and noise streams.
@@ -126,7 +130,7 @@ def test_two_workers_log_the_losses_of_a_one_process_run(tmp_path):
     the global batch; step 2's, only if the first update was the all-reduced one on both. Two steps are the
     fewest that compare an update. Tolerance rtol 1e-4: float rounding of the all-reduced means, and of the
     Adam step on weights whose gradient is ~0 next to epsilon."""
-    ref = _losses(reference_run())
+    ref = _losses(reference_run_dir)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     run_dir = str(tmp_path / "run")
     flags = tiny_flags(run_dir=run_dir, strategy="multi_worker", seed=RUN_FLAGS["seed"], phase1_steps=2,

@@ -96,6 +96,8 @@ def test_too_few_generated_images_and_unknown_metrics(tmp_path, no_model_loading
         ev.evaluate(run_dir, ["fidd"], progress=False)
     with pytest.raises(ValueError, match="split='train'"):
         ev.evaluate(run_dir, ["fid"], split="train", progress=False)
+    with pytest.raises(ValueError, match="split='train' is not supported"):
+        ev.ModelEvalContext(model=None, cfg=None, split="train")  # the same rule, before the model is read
 
 
 # ---------------------------------------------------------------------------------------- EvalContext
@@ -206,10 +208,8 @@ def test_evaluate_cli_loads_the_checkpoint(run, classifier, tmp_path):
     assert "iou" in proc.stdout and "fid" in proc.stdout
 
 
-@pytest.mark.slow
-def test_evaluate_cli_missing_masks_exits_with_the_message(tmp_path):
+def test_evaluate_cli_missing_masks_exits_with_the_message(tmp_path, capsys):
+    """The command's `main` in this process: the test above starts `python -m onegan_tf.evaluate` already."""
     run_dir = _folder_run(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "onegan_tf.evaluate", f"--run_dir={run_dir}",
-                           "--metrics=segmentation"], env=train_env(), cwd=REPO, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 2 and "needs ground-truth masks" in proc.stderr
+    assert ev.main(["evaluate", f"--run_dir={run_dir}", "--metrics=segmentation"]) == 2
+    assert "needs ground-truth masks" in capsys.readouterr().err

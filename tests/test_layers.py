@@ -12,9 +12,9 @@ import pathlib
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "onegan_tf"
 # Bottom to top; a name is a module or a sub-package of onegan_tf. Every module must be in one layer.
 LAYERS = (
-    ("config", "cli", "files"),
+    ("runtime", "config", "cli", "files"),
     ("data",),
-    ("layers", "networks", "model", "losses", "adam", "ema", "segmenter", "figures", "metrics"),
+    ("checks", "layers", "networks", "model", "losses", "adam", "ema", "segmenter", "figures", "metrics"),
     ("trainer", "distill", "checkpoint", "flags"),
     ("flops", "machine", "tasks", "baselines", "classifier", "finetune", "serving", "export", "evaluate",
      "diagnose", "report", "bench", "train"),

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from tiny import REPO, RUN_FLAGS, reference_run, run_train, tiny_flags, train_command, train_env
+from tiny import REPO, RUN_FLAGS, run_train, tiny_flags, train_command, train_env
 
 
 def _losses(run_dir: str) -> dict[int, dict]:
@@ -37,14 +37,14 @@ def _latest_checkpoint(run_dir: str) -> str | None:
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_with_the_losses_of_an_uninterrupted_run(tmp_path):
+def test_killed_run_resumes_with_the_losses_of_an_uninterrupted_run(reference_run_dir, tmp_path):
     """SIGKILL right after the step-4 checkpoint (end of Phase IIa, clones made), resume with the same command.
 
     With TF_DETERMINISTIC_OPS=1 the resumed steps 5-8 (Phase IIb) reproduce the uninterrupted run's loss
     values to rtol 1e-5 (observed: bit-identical on CPU), which needs the weights, all optimiser states,
     the clones, the phase and the data and noise streams to resume exactly.
     """
-    ref = _losses(reference_run())
+    ref = _losses(reference_run_dir)
     run_dir = str(tmp_path / "run")
     cmd = train_command(*tiny_flags(**RUN_FLAGS, run_dir=run_dir))
     env = train_env(TF_DETERMINISTIC_OPS="1")
@@ -83,9 +83,9 @@ def test_killed_run_resumes_with_the_losses_of_an_uninterrupted_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_refuses_to_resume_a_checkpoint_of_another_config():
+def test_refuses_to_resume_a_checkpoint_of_another_config(reference_run_dir):
     """A run directory with a checkpoint of channel_mult 0.125 and seed 7 is not resumed at 0.25 / seed 8."""
-    run_dir = reference_run()
+    run_dir = reference_run_dir
     before = sorted(os.listdir(os.path.join(run_dir, "ckpt")))
     proc = run_train(*tiny_flags(**{**RUN_FLAGS, "seed": 8}, channel_mult=0.25, run_dir=run_dir), timeout=300)
     assert proc.returncode != 0

@@ -12,12 +12,12 @@ import json
 import os
 
 import pytest
-from tiny import RUN_FLAGS, reference_run
+from tiny import RUN_FLAGS
 
 
 @pytest.mark.slow
-def test_each_phase_traces_its_step_once():
-    with open(os.path.join(reference_run(), "summary.json")) as f:
+def test_each_phase_traces_its_step_once(reference_run_dir):
+    with open(os.path.join(reference_run_dir, "summary.json")) as f:
         summary = json.load(f)
     assert [RUN_FLAGS[f"phase{p}_steps"] for p in ("1", "2a", "2b")] == [2, 2, 4]  # a retrace would show
     assert summary["end_step"] == 8

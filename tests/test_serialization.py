@@ -29,7 +29,7 @@ LOADER = textwrap.dedent("""
     import keras
     import onegan_tf.layers, onegan_tf.networks
 
-    directory = sys.argv[1]
+    directory, out_dir = sys.argv[1:]
     inputs = np.load(f"{directory}/inputs.npz")
     outputs, classes = {}, {}
     for key in json.load(open(f"{directory}/keys.json")):
@@ -40,8 +40,8 @@ LOADER = textwrap.dedent("""
         out = net(args[0] if len(args) == 1 else tuple(args))
         for name, value in (out.items() if isinstance(out, dict) else [("out", out)]):
             outputs[f"{key}:{name}"] = np.asarray(value)
-    np.savez(f"{directory}/outputs.npz", **outputs)
-    json.dump(classes, open(f"{directory}/classes.json", "w"))
+    np.savez(f"{out_dir}/outputs.npz", **outputs)
+    json.dump(classes, open(f"{out_dir}/classes.json", "w"))
 """)
 
 
@@ -66,7 +66,6 @@ def outputs_of(net, values):
     return {k: np.asarray(v) for k, v in out.items()} if isinstance(out, dict) else {"out": np.asarray(out)}
 
 
-@pytest.mark.slow
 def save_every_network(directory):
     """Every sub-network of both test configurations saved to `directory` as `<tag>-<name>.keras`, with
     `inputs.npz` (random inputs) and `keys.json`; returns their outputs {key:output: array} and
@@ -90,13 +89,13 @@ def save_every_network(directory):
     return expected, classes
 
 
-def test_every_network_loads_from_keras_file_in_a_fresh_process_with_identical_outputs(tmp_path):
-    expected, classes = save_every_network(tmp_path)
+def test_every_network_loads_from_keras_file_in_a_fresh_process_with_identical_outputs(keras_files, tmp_path):
+    directory, expected, classes = keras_files
     assert len(classes) == len(networks.NETWORK_NAMES) + len(VARIANT_NETWORKS)
 
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    run = subprocess.run([sys.executable, "-c", LOADER, str(tmp_path)], env=env, capture_output=True, text=True,
-                         timeout=300)
+    run = subprocess.run([sys.executable, "-c", LOADER, str(directory), str(tmp_path)], env=env,
+                         capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert json.loads((tmp_path / "classes.json").read_text()) == classes
     loaded = np.load(tmp_path / "outputs.npz")

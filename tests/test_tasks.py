@@ -174,7 +174,7 @@ def test_removed_background_never_receives_the_child_code(model, images, monkeyp
 
 
 def test_class_labels_outside_the_model_are_refused(model, images):
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"target_child classes must be in \[0, 12\)"):
+    with pytest.raises(ValueError, match=r"input `target_child`: class ids must be in \[0, 12\); got \[12 12"):
         tasks.translate(model, images, 12)
 
 

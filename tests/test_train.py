@@ -14,7 +14,7 @@ import types
 
 import numpy as np
 import pytest
-from tiny import REPO, reference_run, run_train, tiny_config
+from tiny import REPO, tiny_config
 
 GEN_TERMS = {"gen/L_G", "gen/L_E", "gen/L_MSE", "gen/L_Rv", "gen/L_RM"}
 D_TERMS = {"L_D", "L_DbgA", "L_DbgB", "L_DcA"}
@@ -38,9 +38,9 @@ def _records(run_dir):
 
 
 @pytest.mark.slow
-def test_every_phase_logs_each_of_its_loss_terms_finite():
+def test_every_phase_logs_each_of_its_loss_terms_finite(reference_run_dir):
     """Two steps of Phase I, IIa and IIb: each step's record holds exactly the phase's terms, all finite."""
-    records = _records(reference_run())
+    records = _records(reference_run_dir)
     assert [r["step"] for r in records] == list(range(1, 9))
     paths = {"I": (), "IIa": ("rec_fake",), "IIb": ("rec_fake", "rec_real")}
     assert [r["phase"] for r in records] == ["I", "I", "IIa", "IIa", "IIb", "IIb", "IIb", "IIb"]
@@ -68,8 +68,8 @@ def _event_tags(run_dir):
 
 
 @pytest.mark.slow
-def test_tensorboard_has_every_scalar_the_figure_grids_and_a_profile():
-    run_dir = reference_run()
+def test_tensorboard_has_every_scalar_the_figure_grids_and_a_profile(reference_run_dir):
+    run_dir = reference_run_dir
     scalars, images = _event_tags(run_dir)
     expected = _expected_terms(("rec_fake", "rec_real")) | {"schedule/phase", "schedule/learning_rate",
                                                             "speed/steps_per_s", "speed/images_per_s"}
@@ -311,11 +311,14 @@ def test_a_non_finite_step_between_two_checks_is_caught_by_the_in_graph_tracker(
     (["--dataset=cub", "--data_dir=/nonexistent", "--n_child=200", "--n_parent=20"],
      "--data_dir='/nonexistent' does not exist"),
 ])
-def test_bad_input_is_an_error_before_any_work(tmp_path, flags, message):
+def test_bad_input_is_an_error_before_any_work(tmp_path, capsys, flags, message):
+    """The command's `main` in this process (a process start would only add TensorFlow's import; the demo test
+    runs `python -m onegan_tf.train` itself)."""
+    from onegan_tf import train
+
     run_dir = tmp_path / "run"
-    proc = run_train(f"--run_dir={run_dir}", *flags, timeout=300)
-    assert proc.returncode != 0
-    assert message in proc.stderr
+    assert train.main(["onegan_tf.train", f"--run_dir={run_dir}", *flags]) == 2
+    assert message in capsys.readouterr().err
     assert not run_dir.exists()
 
 
@@ -334,13 +337,16 @@ def test_batch_not_divisible_by_replicas_is_refused_before_any_work(tmp_path, mo
 
 
 @pytest.mark.slow
-def test_dry_run_prints_config_parameter_counts_and_plan_without_data():
-    """configs/cub.cfg names a data directory that need not exist: --dry_run trains nothing, reads no data."""
+def test_dry_run_prints_config_parameter_counts_and_plan_without_data(monkeypatch, capsys):
+    """configs/cub.cfg names a data directory that need not exist: --dry_run trains nothing, reads no data.
+    The command's `main`, in this process, from the repository root."""
+    from onegan_tf import train
+
+    monkeypatch.chdir(REPO)
     run_dir = os.path.join(REPO, "runs", "cub")
     existed = os.path.exists(run_dir)
-    proc = run_train("--flagfile=configs/cub.cfg", "--dry_run", timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = proc.stdout
+    assert train.main(["onegan_tf.train", "--flagfile=configs/cub.cfg", "--dry_run"]) == 0
+    out = capsys.readouterr().out
     assert "Resolved config:" in out and '"data_dir": "data/CUB_200_2011_root"' in out
     assert "total     143,992,534" in out
     assert "Phase I    steps        0 ..  199,999 (200,000 steps): gen" in out

@@ -63,7 +63,8 @@ def run_train(*flags: str, timeout: float = 600, env: dict | None = None) -> sub
 
 
 # The reference run: all three phases, every loss logged, a checkpoint at the end of Phase IIa (step 4), the
-# profiler on steps 1-2 and figure grids at steps 3, 6 and 8. Shared by the logging and the resume tests.
+# profiler on steps 1-2 and figure grids at steps 3, 6 and 8. Shared by the logging, retrace, resume and
+# multi-worker tests through conftest's `reference_run_dir` fixture.
 RUN_FLAGS = {"phase1_steps": 2, "phase2a_steps": 2, "phase2b_steps": 4, "ckpt_every": 4, "image_every": 3,
              "profile_steps": "1,3", "seed": 7}
 _REFERENCE = {}

@@ -1,22 +1,29 @@
-"""onegan_tf's training step against the eager PyTorch reference, on this machine.
+"""onegan_tf's training step against the best eager PyTorch build, on this machine.
 
 Standard library only: it runs each framework in its own virtualenv as a subprocess.
 
     python benchmarks/torch_reference/compare.py check --image_size=32 --channel_mult=0.25
-    python benchmarks/torch_reference/compare.py bench --image_size=32 --channel_mult=0.25 --batch_size=20 \\
-        --phases=IIb --rounds=3 --steps=5 --warmup=2 --out=compare.jsonl
+    python benchmarks/torch_reference/compare.py bench --config=32:0.25:20:5:2 --config=128:1.0:2:2:1 \\
+        --phases=I,IIb --rounds=3 --out=bench.jsonl
+    python benchmarks/torch_reference/compare.py settings --framework=onegan_tf --phases=I,IIb
 
 `check`: parameter counts per network and forward FLOPs of one step per phase, onegan_tf
 (`tf_reference.py`, i.e. `onegan_tf.flops.step_flops`) against the PyTorch build (hooks on every Conv2d and
 Linear call of a real step); exits 1 on any difference.
-`bench`: `--rounds` rounds, each one run of `python -m onegan_tf.bench --what=train` and one of
-`onegan_torch.py bench` at the same config, alternating which goes first (A B, B A, ...) so that the
-load of a shared machine falls on both alike; every measurement is printed as a JSON line (and appended to
-`--out`) with the load average, then the median over rounds of each framework's s/step and the ratio.
+`bench`: `--rounds` rounds; in each, at every `--config` (SIZE:MULT:BATCH:STEPS:WARMUP), one run of
+`python -m onegan_tf.bench --what=train,flops` (which also times the ceiling conv) and one of
+`onegan_torch.py bench` (its default: the best build), alternating which goes first (A B, B A, ...) so that
+the load of a shared machine falls on both alike. Every measurement is printed as a JSON line (and appended
+to `--out`) with the load average; then, per config and phase, the median over rounds of each framework's
+s/step, the ratio onegan_tf / PyTorch, the load range, the ceiling conv and onegan_tf's FLOP/s as a share of
+it (also appended to `--out` as "summary" lines).
+`settings`: each setting of one framework (`TORCH_SETTINGS`, `TF_SETTINGS`) alone against its baseline, in
+rounds that rotate their order.
 Run from the repository root.
 """
 
 import argparse
+import datetime
 import json
 import os
 import statistics
@@ -60,86 +67,208 @@ def check(a):
     return 1 if bad else 0
 
 
+def _parse_configs(a) -> list[dict]:
+    """The configurations of `bench`: each --config 'SIZE:MULT:BATCH:STEPS:WARMUP', else the single flags."""
+    if not a.config:
+        return [{"image_size": a.image_size, "channel_mult": a.channel_mult, "batch_size": a.batch_size,
+                 "steps": a.steps, "warmup": a.warmup}]
+    configs = []
+    for spec in a.config:
+        parts = spec.split(":")
+        if len(parts) != 5:
+            raise SystemExit(f"--config={spec}: expected SIZE:MULT:BATCH:STEPS:WARMUP, e.g. 32:0.25:20:5:2")
+        try:
+            size, mult, batch, steps, warmup = int(parts[0]), float(parts[1]), *map(int, parts[2:])
+        except ValueError:
+            raise SystemExit(f"--config={spec}: SIZE, BATCH, STEPS, WARMUP are integers, MULT a number") from None
+        configs.append({"image_size": size, "channel_mult": mult, "batch_size": batch, "steps": steps,
+                        "warmup": warmup})
+    return configs
+
+
+def _label(cfg) -> str:
+    return f"{cfg['image_size']}px x{cfg['channel_mult']:g} b{cfg['batch_size']}"
+
+
+def _common(cfg, phases) -> list[str]:
+    return [f"--image_size={cfg['image_size']}", f"--channel_mult={cfg['channel_mult']}",
+            f"--batch_size={cfg['batch_size']}", f"--phases={phases}", f"--steps={cfg['steps']}",
+            f"--warmup={cfg['warmup']}"]
+
+
+def tf_bench(a, cfg, env=None) -> list[dict]:
+    """One `python -m onegan_tf.bench --what=train,flops` run: a record per phase (s/step, FLOP/s) and one
+    of the ceiling conv timed in the same process (`--ceiling`)."""
+    with tempfile.NamedTemporaryFile(suffix=".jsonl") as f:
+        _run([a.tf_python, "-m", "onegan_tf.bench", "--what=train,flops", f"--out={f.name}",
+              f"--ceiling={a.ceiling}", *_common(cfg, a.phases), *a.tf_flag],
+             {"TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
+        out = _json_lines(open(f.name).read())
+    train = {r["phase"]: r for r in out if r["what"] == "train"}
+    flop_rate = {r["phase"]: r.get("flop_per_s") for r in out if r["what"] == "flops" and "phase" in r}
+    ceiling = next(r for r in out if r["what"] == "flops" and r["name"].startswith("ceiling"))
+    records = [{"framework": "onegan_tf", "phase": p, "seconds_per_step": r["seconds_per_step"],
+                "images_per_s": r["images_per_s"], "step_seconds": r["step_seconds"],
+                "flop_per_s": flop_rate.get(p), "loadavg": r["loadavg"], "config": r["config"],
+                "host_peak_rss_mib": r.get("host_peak_rss_mib"), "machine": r["machine"]} for p, r in train.items()]
+    records.append({"framework": "onegan_tf", "what": "ceiling_conv", "name": ceiling["name"],
+                    "flop_per_s": ceiling["flop_per_s"], "seconds_per_step": ceiling["seconds_per_step"],
+                    "loadavg": list(os.getloadavg())})
+    return records
+
+
+def ceiling_alone(a) -> dict:
+    """The ceiling conv timed in a process of its own (onegan_tf.machine.ceiling_conv, 5 calls after 2)."""
+    code = ("import json, os; from onegan_tf.machine import ceiling_conv; "
+            f"r = ceiling_conv({a.ceiling}, steps=5, warmup=2); r['loadavg'] = list(os.getloadavg()); "
+            "print(json.dumps(r))")
+    r = _json_lines(_run([a.tf_python, "-c", code], {"TF_CPP_MIN_LOG_LEVEL": "3"}))[-1]
+    return {"framework": "onegan_tf", "what": "ceiling_conv", "name": r["name"], "flop_per_s": r["flop_per_s"],
+            "seconds_per_step": r["seconds_per_step"], "loadavg": r["loadavg"]}
+
+
+def torch_bench(a, cfg, flags=(), env=None) -> list[dict]:
+    """One `onegan_torch.py bench` run (its default: the best build) with extra `flags` and `env`."""
+    threads = [] if any(f.startswith("--threads") for f in flags) else [f"--threads={a.threads}"]
+    return _json_lines(_run([a.torch_python, os.path.join(HERE, "onegan_torch.py"), "bench",
+                             *_common(cfg, a.phases), *threads, *flags, *a.torch_flag], env))
+
+
 def bench(a):
-    common = [f"--image_size={a.image_size}", f"--channel_mult={a.channel_mult}", f"--batch_size={a.batch_size}",
-              f"--phases={a.phases}", f"--steps={a.steps}", f"--warmup={a.warmup}"]
-    records = []
-
-    def tf_run():
-        with tempfile.NamedTemporaryFile(suffix=".jsonl") as f:
-            _run([a.tf_python, "-m", "onegan_tf.bench", "--what=train", f"--out={f.name}", *common, *a.tf_flag],
-                 {"TF_CPP_MIN_LOG_LEVEL": "3"})
-            out = _json_lines(open(f.name).read())
-        return [{"framework": "onegan_tf", "phase": r["phase"], "seconds_per_step": r["seconds_per_step"],
-                 "images_per_s": r["images_per_s"], "step_seconds": r["step_seconds"], "loadavg": r["loadavg"],
-                 "config": r["config"], "host_peak_rss_mib": r.get("host_peak_rss_mib")} for r in out]
-
-    def torch_run():
-        extra = ["--channels_last"] if a.channels_last else []
-        return _json_lines(_run([a.torch_python, os.path.join(HERE, "onegan_torch.py"), "bench", *common,
-                                 f"--threads={a.threads}", *extra, *a.torch_flag]))
-
+    """Both frameworks at every configuration, `--rounds` rounds, alternating which goes first."""
+    configs, records = _parse_configs(a), []
     for i in range(a.rounds):
-        for fn in ((tf_run, torch_run) if i % 2 == 0 else (torch_run, tf_run)):
-            for r in fn():
-                r = {**r, "round": i}
-                records.append(r)
-                _emit(r, a.out)
-    print(f"\n{'phase':5} {'framework':10} {'median s/step':>14} {'images/s':>9}   (median over {a.rounds} rounds "
-          f"of per-run medians; batch {a.batch_size})")
-    for phase in a.phases.split(","):
-        med = {}
-        for fw in ("onegan_tf", "torch"):
-            vals = [r["seconds_per_step"] for r in records if r["framework"] == fw and r["phase"] == phase]
-            med[fw] = statistics.median(vals)
-            print(f"{phase:5} {fw:10} {med[fw]:14.4f} {a.batch_size / med[fw]:9.1f}   runs: "
-                  + ", ".join(f"{v:.3f}" for v in vals))
-        print(f"{phase:5} torch/onegan_tf time ratio {med['torch'] / med['onegan_tf']:.3f} "
-              f"(onegan_tf is {med['torch'] / med['onegan_tf']:.2f}x the speed of eager PyTorch)")
-    loads = [r["loadavg"][0] for r in records]
-    print(f"load average (1 min) during the runs: {min(loads):.2f} - {max(loads):.2f}")
+        for cfg in configs:
+            runs = (("onegan_tf", tf_bench), ("torch", torch_bench))
+            for fw, fn in (runs if i % 2 == 0 else runs[::-1]):
+                for r in fn(a, cfg):
+                    r = {**r, "framework": fw, "round": i, "bench_config": _label(cfg), "time": _now()}
+                    records.append(r)
+                    _emit(r, a.out)
+    print(f"\n{_now()}: median over {a.rounds} rounds of each run's median s/step; rounds alternate which "
+          "framework goes first")
+    print(f"{'config':18} {'phase':5} {'onegan_tf s/step':>16} {'torch s/step':>13} {'onegan_tf/torch':>15} "
+          f"{'load (1 min)':>13} {'ceiling GFLOP/s':>15} {'onegan_tf % of ceiling':>22}")
+    for cfg in configs:
+        mine = [r for r in records if r["bench_config"] == _label(cfg)]
+        ceiling = statistics.median(r["flop_per_s"] for r in mine if r.get("what") == "ceiling_conv")
+        loads = [r["loadavg"][0] for r in mine]
+        for phase in a.phases.split(","):
+            med = {fw: statistics.median(r["seconds_per_step"] for r in mine
+                                         if r["framework"] == fw and r.get("phase") == phase)
+                   for fw in ("onegan_tf", "torch")}
+            rate = statistics.median(r["flop_per_s"] for r in mine
+                                     if r["framework"] == "onegan_tf" and r.get("phase") == phase)
+            summary = {"what": "summary", "bench_config": _label(cfg), "phase": phase, "rounds": a.rounds,
+                       "steps": cfg["steps"], "warmup": cfg["warmup"],
+                       "onegan_tf_seconds_per_step": med["onegan_tf"], "torch_seconds_per_step": med["torch"],
+                       "ratio_onegan_tf_over_torch": med["onegan_tf"] / med["torch"],
+                       "loadavg_1min_range": [min(loads), max(loads)], "ceiling_conv_flop_per_s": ceiling,
+                       "onegan_tf_flop_per_s": rate, "onegan_tf_share_of_ceiling": rate / ceiling,
+                       "time": _now()}
+            if a.out:
+                _emit(summary, a.out, echo=False)
+            print(f"{_label(cfg):18} {phase:5} {med['onegan_tf']:16.3f} {med['torch']:13.3f} "
+                  f"{summary['ratio_onegan_tf_over_torch']:15.2f} {min(loads):6.2f}-{max(loads):<6.2f} "
+                  f"{ceiling / 1e9:15.1f} {100 * rate / ceiling:21.0f}%")
     return 0
 
 
-# One PyTorch setting changed at a time from the plain build, then all of them (the `bench` default).
+# The PyTorch settings measured alone against the plain build (for-loop Adam, glibc malloc as started, NCHW,
+# 2 threads), then combined: name -> (onegan_torch.py flags, environment).
+JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"          # Debian libjemalloc2
+TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"  # Debian libtcmalloc-minimal4
+PLAIN = ["--adam=for_loop", "--malloc=default"]
 TORCH_SETTINGS = {
-    "plain": ["--adam=for_loop", "--malloc=default"],
-    "adam=foreach": ["--adam=foreach", "--malloc=default"],
-    "adam=fused": ["--adam=fused", "--malloc=default"],
-    "malloc=tuned": ["--adam=for_loop", "--malloc=tuned"],
-    "channels_last": ["--adam=for_loop", "--malloc=default", "--channels_last"],
-    "default (fused + tuned malloc)": [],
-    "default + channels_last": ["--channels_last"],
+    "plain": (PLAIN, {}),
+    "adam=foreach": (["--adam=foreach", "--malloc=default"], {}),
+    "adam=fused": (["--adam=fused", "--malloc=default"], {}),
+    "malloc=tuned (mallopt)": (["--adam=for_loop", "--malloc=tuned"], {}),
+    "jemalloc": (PLAIN, {"LD_PRELOAD": JEMALLOC}),
+    "tcmalloc": (["--adam=for_loop", "--malloc=tcmalloc"], {}),
+    "channels_last": ([*PLAIN, "--channels_last"], {}),
+    "threads=1": ([*PLAIN, "--threads=1"], {}),
+    "fused + mallopt": (["--malloc=tuned"], {}),
+    "fused + jemalloc": (["--malloc=default"], {"LD_PRELOAD": JEMALLOC}),
+    "default (bench)": ([], {}),  # fused Adam + tcmalloc
+    "default + channels_last": (["--channels_last"], {}),
+    "default + threads=1": (["--threads=1"], {}),
+}
+
+# onegan_tf's process-level settings, each alone against TensorFlow's and glibc's own defaults
+# (ONEGAN_TF_RUNTIME=off), and the runtime's defaults (onegan_tf/runtime.py) as a whole: name -> environment.
+OFF = {"ONEGAN_TF_RUNTIME": "off"}
+GLIBC_NO_THRESHOLDS = {"MALLOC_MMAP_THRESHOLD_": "2147483647", "MALLOC_TRIM_THRESHOLD_": "2147483647"}
+TF_SETTINGS = {
+    "off": OFF,
+    "runtime defaults": {},
+    "glibc thresholds": {**OFF, **GLIBC_NO_THRESHOLDS},
+    "TF_CPU_ALLOCATOR_USE_BFC=1": {**OFF, "TF_CPU_ALLOCATOR_USE_BFC": "1"},
+    "jemalloc": {**OFF, "LD_PRELOAD": JEMALLOC},
+    "tcmalloc": {**OFF, "LD_PRELOAD": TCMALLOC},
+    "TF_MKL_OPTIMIZE_PRIMITIVE_MEMUSE=false": {**OFF, "TF_MKL_OPTIMIZE_PRIMITIVE_MEMUSE": "false"},
+    "intra=1 inter=2": {**OFF, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "2"},
+    "intra=2 inter=4": {**OFF, "TF_NUM_INTRAOP_THREADS": "2", "TF_NUM_INTEROP_THREADS": "4"},
+    # On top of the runtime's defaults (a variable set here wins over them).
+    "runtime + MEMUSE=false": {"TF_MKL_OPTIMIZE_PRIMITIVE_MEMUSE": "false"},
 }
 
 
 def settings(a):
-    """Each PyTorch setting alone against the plain build, in rounds that rotate their order."""
-    common = [f"--image_size={a.image_size}", f"--channel_mult={a.channel_mult}", f"--batch_size={a.batch_size}",
-              f"--phases={a.phases}", f"--steps={a.steps}", f"--warmup={a.warmup}", f"--threads={a.threads}"]
-    names, records = list(TORCH_SETTINGS), []
+    """Each setting of one framework alone against its baseline, in rounds that rotate their order."""
+    table_ = TORCH_SETTINGS if a.framework == "torch" else TF_SETTINGS
+    names = a.settings.split(",") if a.settings else list(table_)
+    unknown = [n for n in names if n not in table_]
+    if unknown:
+        raise SystemExit(f"--settings: unknown {unknown}; {a.framework} has {list(table_)}")
+    base = names[0]
+    (cfg,) = _parse_configs(a)[:1]
+    records = []
+    # onegan_tf runs time the ceiling conv themselves; around PyTorch's, it is timed before and after.
+    ceiling_runs = [ceiling_alone(a)] if a.framework == "torch" else []
     for i in range(a.rounds):
         for name in names[i % len(names):] + names[:i % len(names)]:
-            for r in _json_lines(_run([a.torch_python, os.path.join(HERE, "onegan_torch.py"), "bench", *common,
-                                       *TORCH_SETTINGS[name]])):
-                r = {**r, "setting": name, "round": i}
+            if a.framework == "torch":
+                flags, env = table_[name]
+                out = torch_bench(a, cfg, flags, env)
+            else:
+                out = tf_bench(a, cfg, table_[name])
+            for r in out:
+                r = {**r, "setting": name, "env": env if a.framework == "torch" else table_[name], "round": i,
+                     "bench_config": _label(cfg), "time": _now()}
                 records.append(r)
                 _emit(r, a.out)
+    print(f"\n{_now()} {a.framework} settings at {_label(cfg)}, steps {cfg['steps']} warm-up {cfg['warmup']}, "
+          f"{a.rounds} rounds; speed-up against '{base}' (median over rounds of each run's median)")
     for phase in a.phases.split(","):
-        plain = statistics.median(r["seconds_per_step"] for r in records
-                                  if r["setting"] == "plain" and r["phase"] == phase)
+        ref = statistics.median(r["seconds_per_step"] for r in records
+                                if r["setting"] == base and r.get("phase") == phase)
         for name in names:
-            vals = [r["seconds_per_step"] for r in records if r["setting"] == name and r["phase"] == phase]
-            print(f"{phase:4} {name:32} median {statistics.median(vals):.4f} s/step "
-                  f"({plain / statistics.median(vals):.2f}x plain)  runs: " + ", ".join(f"{v:.3f}" for v in vals))
+            vals = [r["seconds_per_step"] for r in records if r["setting"] == name and r.get("phase") == phase]
+            print(f"{phase:4} {name:40} median {statistics.median(vals):.4f} s/step "
+                  f"({ref / statistics.median(vals):.2f}x)  runs: " + ", ".join(f"{v:.3f}" for v in vals))
+    if a.framework == "torch":
+        ceiling_runs.append(ceiling_alone(a))
+        for r in ceiling_runs:
+            records.append({**r, "setting": "(ceiling conv)", "time": _now()})
+            _emit(records[-1], a.out)
+    ceilings = [r["flop_per_s"] / 1e9 for r in records if r.get("what") == "ceiling_conv"]
+    if ceilings:
+        print(f"ceiling conv ({a.ceiling}): median {statistics.median(ceilings):.1f} GFLOP/s, "
+              f"range {min(ceilings):.1f} - {max(ceilings):.1f}")
     loads = [r["loadavg"][0] for r in records]
     print(f"load average (1 min) during the runs: {min(loads):.2f} - {max(loads):.2f}")
     return 0
 
 
-def _emit(record, out):
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _emit(record, out, echo=True):
     line = json.dumps(record)
-    print(line, flush=True)
+    if echo:
+        print(line, flush=True)
     if out:
         with open(out, "a") as f:
             f.write(line + "\n")
@@ -155,16 +284,22 @@ def main():
     ap.add_argument("--image_size", type=int, default=32)
     ap.add_argument("--channel_mult", type=float, default=0.25)
     ap.add_argument("--batch_size", type=int, default=20)
-    ap.add_argument("--phases", default="IIb")
-    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--config", action="append", default=[],
+                    help="bench: SIZE:MULT:BATCH:STEPS:WARMUP (repeatable), instead of the five flags above")
+    ap.add_argument("--phases", default="IIb")
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    ap.add_argument("--channels_last", action="store_true", help="torch in NHWC memory format")
+    ap.add_argument("--ceiling", default="20,64,256,256,3",
+                    help="onegan_tf.bench --ceiling: the ceiling conv timed in every onegan_tf run")
+    ap.add_argument("--framework", choices=("torch", "onegan_tf"), default="torch", help="settings: whose")
+    ap.add_argument("--settings", default="",
+                    help="settings: comma-separated names (the first is the baseline); default all")
     ap.add_argument("--tf_flag", action="append", default=[], help="extra onegan_tf.bench flag (repeatable)")
     ap.add_argument("--torch_flag", action="append", default=[],
-                    help="extra onegan_torch.py bench flag (repeatable), e.g. --torch_flag=--adam=foreach")
-    ap.add_argument("--out", default="")
+                    help="extra onegan_torch.py bench flag (repeatable), e.g. --torch_flag=--channels_last")
+    ap.add_argument("--out", default="", help="append every record (JSON lines) to this file")
     a = ap.parse_args()
     sys.exit({"check": check, "bench": bench, "settings": settings}[a.mode](a))
 

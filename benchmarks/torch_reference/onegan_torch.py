@@ -417,6 +417,25 @@ def tune_malloc() -> bool:
     return bool(libc.mallopt(M_MMAP_THRESHOLD, biggest)) and bool(libc.mallopt(M_TRIM_THRESHOLD, biggest))
 
 
+TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"  # Debian's libtcmalloc-minimal4
+
+
+def preload_tcmalloc(argv) -> None:
+    """Run this program again with tcmalloc preloaded, unless it already is (an allocator is chosen before
+    a process starts: LD_PRELOAD). The same as starting it with LD_PRELOAD=<libtcmalloc_minimal.so.4>."""
+    import os
+    import sys
+
+    if TCMALLOC in os.environ.get("LD_PRELOAD", "").split(":"):
+        return
+    if not os.path.exists(TCMALLOC):
+        raise SystemExit(f"--malloc=tcmalloc: {TCMALLOC} is missing; install it with "
+                         "`apt-get install libtcmalloc-minimal4`, or pick --malloc=tuned (glibc, mallopt)")
+    preload = ":".join(p for p in (TCMALLOC, os.environ.get("LD_PRELOAD", "")) if p)
+    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *argv],
+              {**os.environ, "LD_PRELOAD": preload})
+
+
 class Trainer:
     """Networks, the two discriminator clone pairs, four Adam optimisers and `step(batch, phase)`."""
 
@@ -608,6 +627,7 @@ def main(argv=None):
     import os
     import platform
     import statistics
+    import sys
     import time
 
     ap = argparse.ArgumentParser(description=main.__doc__)
@@ -622,10 +642,14 @@ def main(argv=None):
     ap.add_argument("--channels_last", action="store_true", help="NHWC memory format (default NCHW)")
     ap.add_argument("--adam", choices=tuple(ADAM_IMPLS), default="fused",
                     help="torch.optim.Adam implementation (default: fused, one kernel for all parameters)")
-    ap.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
-                    help="tuned: glibc mallopt without mmap/trim thresholds (tune_malloc); default: as started")
+    ap.add_argument("--malloc", choices=("tcmalloc", "tuned", "default"), default="tcmalloc",
+                    help="tcmalloc: Debian's libtcmalloc-minimal4 preloaded (the program starts itself again "
+                    "with LD_PRELOAD); tuned: glibc mallopt without mmap/trim thresholds (tune_malloc); "
+                    "default: as started")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
+    if a.malloc == "tcmalloc":
+        preload_tcmalloc(sys.argv[1:] if argv is None else argv)
     malloc_tuned = a.malloc == "tuned" and tune_malloc()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -661,7 +685,8 @@ def main(argv=None):
             "framework": "torch", "what": "train", "phase": phase, "seconds_per_step": median,
             "images_per_s": a.batch_size / median, "step_seconds": seconds,
             "config": {"image_size": a.image_size, "channel_mult": a.channel_mult, "batch_size": a.batch_size,
-                       "channels_last": a.channels_last, "adam": a.adam, "malloc_tuned": malloc_tuned},
+                       "channels_last": a.channels_last, "adam": a.adam, "malloc": a.malloc,
+                       "malloc_tuned": malloc_tuned, "ld_preload": os.environ.get("LD_PRELOAD", "")},
             "threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()},
             "torch": torch.__version__, "cpu_model": cpu, "cpu_count": os.cpu_count(),
             "platform": platform.platform(), "loadavg": list(os.getloadavg())}), flush=True)

@@ -16,6 +16,14 @@ import numpy as np
 
 from onegan_tf.metrics import registry
 
+# docs/design.md §7: a pixel is foreground where its mask value exceeds one half, predicted and true alike.
+MASK_THRESHOLD = 0.5
+
+
+def foreground(mask) -> np.ndarray:
+    """The boolean foreground of masks in [0, 1] (any shape): mask > MASK_THRESHOLD."""
+    return np.asarray(mask) > MASK_THRESHOLD
+
 
 def mask_overlaps(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-image pixel counts of boolean masks [B, ...]: (intersection, union, |pred| + |gt|), int64 [B]."""
@@ -74,8 +82,7 @@ def mask_scores(ctx, predict, metric: str) -> dict[str, float]:
         if n:
             timed_s += time.perf_counter() - t0
             timed_images += len(I_m)
-        pred = I_m[..., 0] > 0.5
-        gt = np.asarray(batch["mask"]) > 0.5
+        pred, gt = foreground(I_m[..., 0]), foreground(batch["mask"])
         if pred.shape != gt.shape:
             raise registry.MetricError(
                 f"metric {metric!r}: I_m has shape {pred.shape} but the ground-truth masks {gt.shape}; "
