@@ -216,6 +216,17 @@ class TrainConfig:
     distill_target: str = _field("soft", "Distillation target: soft (the generator's I_m in [0, 1]) or hard "
                                  "(I_m > 0.5).")
     distill_learning_rate: float = _field(1e-3, "Adam learning rate of the distilled segmenter.")
+    distill_real: float = _field(0.0, "Fraction of each distillation batch taken from real training images, "
+                                 "with the encoders' masks (the reconstruction path's I_m) as targets instead "
+                                 "of the generator's (0 = generated pairs only, 1 = real images only).")
+    distill_real_backgrounds: float = _field(
+        0.0, "Fraction of the distillation's generated pairs composed (Eq. 5) on a real background patch "
+        "(X_bg) instead of the generator's I_bg, the target still the generator's I_m (0 = none).")
+    distill_from: str = _resumable("", "Run directory of a trained run to distil from: this run starts from "
+                                   "its latest checkpoint's networks and EMA (its schedule must be finished "
+                                   "and its settings those of this run, but for the distillation's) and runs "
+                                   "only the distillation, with a new segmenter ('' = train the schedule "
+                                   "first). Ignored once run_dir holds a checkpoint of its own.")
     # Devices and speed.
     strategy: str = _resumable("default", "Distribution: default (one device), mirrored (all local GPUs or "
                            "--devices) or multi_worker (MultiWorkerMirroredStrategy from TF_CONFIG).")
@@ -282,6 +293,13 @@ class TrainConfig:
                               f"{DISTILL_TARGETS}")
         if self.distill_learning_rate <= 0:
             raise ConfigError(f"distill_learning_rate={self.distill_learning_rate} must be > 0")
+        if not 0.0 <= self.distill_real <= 1.0:
+            raise ConfigError(f"distill_real={self.distill_real} must be a fraction in [0, 1]")
+        if not 0.0 <= self.distill_real_backgrounds <= 1.0:
+            raise ConfigError(f"distill_real_backgrounds={self.distill_real_backgrounds} must be a fraction in "
+                              "[0, 1]")
+        if self.distill_from and not self.distill_steps:
+            raise ConfigError(f"distill_from={self.distill_from!r} runs only the distillation: set distill_steps > 0")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy={self.strategy!r} is not supported; allowed values: {STRATEGIES}")
         if self.mixed_precision not in PRECISIONS:
@@ -340,6 +358,12 @@ class Config:
     def from_dict(cls, d: dict) -> "Config":
         return cls(model=ModelConfig(**d.get("model", {})), data=DataConfig(**d.get("data", {})),
                    train=TrainConfig(**d.get("train", {})))
+
+
+# What only the distillation reads (and the choice of generator weights, which training keeps both of): a
+# run started with --distill_from may set these otherwise than the run it starts from.
+DISTILLATION_SETTINGS = ("generator_weights", "distill_steps", "distill_target", "distill_learning_rate",
+                         "distill_real", "distill_real_backgrounds", "distill_from")
 
 
 def resumable_settings() -> tuple[str, ...]:

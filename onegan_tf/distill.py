@@ -8,6 +8,13 @@ After the three phases of the schedule (Sec. 4.3) the generator is frozen and ev
    the target: I_m itself (`soft`) or I_m > 0.5 (`hard`).
 Every pair is fresh, so the segmenter never sees an image twice and cannot overfit a finite set.
 
+Two ways to show the segmenter more of the real domain, which the generator only approximates:
+- `distill_real`: that fraction of each batch is real training images (X_c) with the reconstruction path's
+  mask Î_m (Fig. 4) as the target instead of generated pairs;
+- `distill_real_backgrounds`: that fraction of the generated pairs is composed (Eq. 5) on a real background
+  patch (X_bg) instead of the generator's I_bg: I = X_bg * (1 - I_m) + I_fg * I_m, the target still I_m.
+  The layered generator makes this possible; the real backgrounds carry the textures that G_bg smooths.
+
 `Distiller` holds the segmenter, its optimiser and its step counter; the trainer tracks it, so the run's
 checkpoint holds the distillation too and a resumed run continues it exactly.
 """
@@ -18,7 +25,7 @@ import keras
 import tensorflow as tf
 
 from onegan_tf.config import Config
-from onegan_tf.model import OneGAN, sample_children, sample_z
+from onegan_tf.model import OneGAN, compose, sample_children, sample_z
 from onegan_tf.segmenter import build_segmenter
 
 # Salt of the distillation's random stream, so that its draws differ from the training steps' (seed, step).
@@ -31,6 +38,16 @@ def distillation_noise(seed: int, step, batch: int, cfg: Config) -> dict:
     s = tf.random.experimental.stateless_split(key, 2)
     return {"child": sample_children(s[0], batch, cfg.model.n_child),
             "z": sample_z(s[1], batch, cfg.model.d_z)}
+
+
+def real_count(tc) -> int:
+    """How many images of a distillation batch are real (`distill_real` of `batch_size`, rounded)."""
+    return int(round(tc.distill_real * tc.batch_size))
+
+
+def background_count(tc) -> int:
+    """How many of a batch's generated pairs are composed on real backgrounds (`distill_real_backgrounds`)."""
+    return int(round(tc.distill_real_backgrounds * (tc.batch_size - real_count(tc))))
 
 
 def distillation_target(I_m, target: str):
@@ -65,23 +82,49 @@ class Distiller(tf.Module):
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="distill_step")
         self._untracked = {}
 
-    def train_step(self, model: OneGAN) -> dict:
-        """One distillation step on fresh pairs of `model`'s generator; returns its loss and the IoU of the
-        segmenter's masks with the generator's (before the update)."""
-        if "fn" not in self._untracked:
-            self._untracked["fn"] = tf.function(lambda: self._step(model))
-        return self._untracked["fn"]()
-
-    def _step(self, model: OneGAN) -> dict:
+    def train_step(self, model: OneGAN, real=None, backgrounds=None) -> dict:
+        """One distillation step on fresh pairs of `model`'s generator, with the `real` images (X_c) and the
+        real `backgrounds` (X_bg) that `distill_real` and `distill_real_backgrounds` ask for; returns its loss
+        and the IoU of the segmenter's masks with their targets' (before the update)."""
         tc = self.cfg.train
-        noise = distillation_noise(tc.seed, self.step, tc.batch_size, self.cfg)
-        gen = model.generate(noise["child"], noise["z"])
-        image = tf.stop_gradient(tf.cast(gen["I"], tf.float32))
-        target = distillation_target(gen["I_m"], tc.distill_target)
+        for name, given, count in (("distill_real", real, real_count(tc)),
+                                   ("distill_real_backgrounds", backgrounds, background_count(tc))):
+            if (0 if given is None else int(given.shape[0])) != count:
+                raise ValueError(f"{name}={getattr(tc, name)} takes {count} real images a step; got "
+                                 f"{0 if given is None else int(given.shape[0])}")
+        if "fn" not in self._untracked:
+            self._untracked["fn"] = tf.function(lambda x, b: self._step(model, x, b))
+        return self._untracked["fn"](real, backgrounds)
+
+    def _step(self, model: OneGAN, real, backgrounds) -> dict:
+        tc = self.cfg.train
+        n_gen = tc.batch_size - real_count(tc)
+        images, masks = [], []
+        if n_gen:
+            noise = distillation_noise(tc.seed, self.step, n_gen, self.cfg)
+            gen = model.generate(noise["child"], noise["z"])
+            image = gen["I"]
+            if backgrounds is not None:
+                n_bg = backgrounds.shape[0]
+                on_real = compose(tf.cast(backgrounds, image.dtype), gen["I_fg"][:n_bg], gen["I_m"][:n_bg])
+                image = tf.concat([on_real, image[n_bg:]], 0)
+            images.append(image)
+            masks.append(gen["I_m"])
+        if real is not None:
+            images.append(real)
+            masks.append(model.reconstruct(real)["I_m_hat"])
+        image = tf.stop_gradient(tf.cast(tf.concat(images, 0), tf.float32))
+        mask = tf.concat([tf.cast(m, tf.float32) for m in masks], 0)
+        target = distillation_target(mask, tc.distill_target)
         with tf.GradientTape() as tape:
             predicted = self.segmenter(image, training=True)
             loss = segmentation_loss(target, predicted)
         variables = self.segmenter.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         self.step.assign_add(1)
-        return {"distill/L_BCE": loss, "distill/IoU_generator": mask_iou(predicted, gen["I_m"])}
+        out = {"distill/L_BCE": loss}
+        if n_gen:
+            out["distill/IoU_generator"] = mask_iou(predicted[:n_gen], mask[:n_gen])
+        if real is not None:
+            out["distill/IoU_encoder"] = mask_iou(predicted[n_gen:], mask[n_gen:])
+        return out

@@ -25,8 +25,10 @@ from absl import flags, logging
 from tqdm import tqdm
 
 from onegan_tf import cli, data, figures
-from onegan_tf.config import AUTO, Config, ConfigError, config_differences, resumable_settings
+from onegan_tf.checkpoint import find_checkpoint, load_config
+from onegan_tf.config import AUTO, DISTILLATION_SETTINGS, Config, ConfigError, config_differences, resumable_settings
 from onegan_tf.data.protocol import BOX_FILL, build_protocol, object_fraction
+from onegan_tf.distill import background_count, real_count
 from onegan_tf.evaluate import check_requirements
 from onegan_tf.files import save_keras, write_json
 from onegan_tf.flags import config_from_flags, define_config_flags
@@ -40,6 +42,8 @@ from onegan_tf.trainer import PHASES, OneGANTrainer, phase_at, step_noise, step_
 GRID_COLUMNS = 8
 # The distilled segmenter, written into the run directory when distillation ends.
 SEGMENTER_FILE = "segmenter.keras"
+# The trainer's step counter in its checkpoints.
+STEP_KEY = "trainer/step/.ATTRIBUTES/VARIABLE_VALUE"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -121,6 +125,31 @@ def check_resumable(cfg: Config, run_dir: str) -> None:
             "Differences:\n  " + "\n  ".join(diffs) + "\nUse another --run_dir or the original settings.")
 
 
+def check_distillable(cfg: Config) -> str | None:
+    """With --distill_from, that run's latest checkpoint, once it is known to hold the finished schedule of this
+    run's settings (all but the distillation's may not differ); None without it or once run_dir has a
+    checkpoint of its own (it then resumes)."""
+    tc = cfg.train
+    if not tc.distill_from or os.path.exists(os.path.join(tc.run_dir, "ckpt", "checkpoint")):
+        return None
+    source = tc.distill_from
+    try:
+        path = find_checkpoint(source)
+        saved = load_config(source)
+    except FileNotFoundError as e:
+        raise IncompatibleRunError(f"--distill_from={source}: {e}") from None
+    diffs = config_differences(saved.to_dict(), cfg.to_dict(), resumable_settings() + DISTILLATION_SETTINGS)
+    if diffs:
+        raise IncompatibleRunError(
+            f"--distill_from={source} was trained with other settings than this run's; only the distillation's "
+            "may differ. Differences:\n  " + "\n  ".join(diffs))
+    step = int(tf.train.load_variable(path, STEP_KEY))
+    if step != tc.steps:
+        raise IncompatibleRunError(f"--distill_from={source}: its checkpoint {path} is at step {step}, not at "
+                                   f"the end of the schedule ({tc.steps} steps); finish training it first")
+    return path
+
+
 def resolve_from_data(cfg: Config) -> tuple[Config, list[str]]:
     """Settings given as `auto`, estimated from the data: the config with their values, and a line each.
 
@@ -162,8 +191,12 @@ def dry_run(cfg: Config, out=None) -> dict:
         print(f"  Phase {row['phase']:<4} steps {row['first']:>8,} .. {row['last']:>8,} "
               f"({row['steps']:,} steps): {row['paths']}", file=out)
     if segmenter:
+        real = f", {real_count(tc)} real images a batch with the encoders' masks" if real_count(tc) else ""
+        real += f", {background_count(tc)} pairs a batch on real backgrounds" if background_count(tc) else ""
         print(f"  then {tc.distill_steps:,} distillation steps: the segmenter on generated (I, I_m), "
-              f"{tc.generator_weights} generator weights, {tc.distill_target} targets", file=out)
+              f"{tc.generator_weights} generator weights, {tc.distill_target} targets{real}", file=out)
+        if tc.distill_from:
+            print(f"  (only these: the schedule's networks come from --distill_from={tc.distill_from})", file=out)
     return {"parameters": counts, "plan": plan, "segmenter_parameters": segmenter}
 
 
@@ -195,12 +228,13 @@ def train(cfg: Config) -> dict:
     for line in estimates:
         logging.info("Estimated from the data: %s", line)
     check_resumable(cfg, run_dir)
+    distilled_from = check_distillable(cfg)
     chief = is_chief(strategy)
-    trainer, manager = _restore(cfg, strategy, chief)
+    trainer, manager = _restore(cfg, strategy, chief, distilled_from)
     start = int(trainer.step.numpy())
     if chief:
         write_json(os.path.join(run_dir, "config.json"), cfg.to_dict())
-    if start >= tc.steps:
+    if start >= tc.steps and not distilled_from:
         logging.info("Run %s already finished (%d steps)", run_dir, start)
 
     batches = _train_batches(cfg, strategy, start)
@@ -209,7 +243,7 @@ def train(cfg: Config) -> dict:
     t0 = time.time()
     values, images_per_s = _run_schedule(cfg, trainer, manager, batches, start, writer, grid_inputs, chief)
     if tc.distill_steps:
-        values = {**values, **_distill(trainer, manager, writer, run_dir, tc, chief)}
+        values = {**values, **_distill(cfg, trainer, manager, writer, chief)}
 
     end_step = int(trainer.step.numpy())
     summary = {"run_dir": run_dir, "start_step": start, "end_step": end_step, "steps_run": end_step - start,
@@ -217,13 +251,16 @@ def train(cfg: Config) -> dict:
                "final_losses": values, "images_per_s": images_per_s, "replicas": replicas,
                "traces": trainer.tracing_counts(),
                "checkpoint": manager.latest_checkpoint, "data": {k: info[k] for k in ("dataset", "n_images")}}
+    if distilled_from:
+        summary["distilled_from"] = distilled_from
     if chief:
         _finish(cfg, trainer, end_step, summary)
     return summary
 
 
-def _restore(cfg: Config, strategy, chief: bool):
-    """The trainer and its checkpoint manager, resumed from run_dir/ckpt when it holds a checkpoint."""
+def _restore(cfg: Config, strategy, chief: bool, distill_from: str | None = None):
+    """The trainer and its checkpoint manager, resumed from run_dir/ckpt when it holds a checkpoint, else
+    started from the checkpoint `distill_from` of a trained run (`check_distillable`) when given."""
     tc = cfg.train
     if tc.mixed_precision != "off":
         keras.mixed_precision.set_dtype_policy(tc.mixed_precision)
@@ -236,7 +273,20 @@ def _restore(cfg: Config, strategy, chief: bool):
     if manager.latest_checkpoint:
         ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         logging.info("Resumed from %s at step %d", manager.latest_checkpoint, int(trainer.step.numpy()))
+    elif distill_from:
+        _start_from_trained(cfg, trainer, distill_from)
     return trainer, manager
+
+
+def _start_from_trained(cfg: Config, trainer, path: str) -> None:
+    """--distill_from: restore everything but the distiller (model, EMA, optimisers, step) from `path`."""
+    # Through a skeleton of the trainer without its distiller: the segmenter stays as built from this run's
+    # seed (a re-distillation starts where a full run's would), and no restoration of the source's distiller
+    # is left deferred on the trainer itself.
+    children = tf.train.TrackableView(trainer).children(trainer)
+    skeleton = tf.train.Checkpoint(**{name: child for name, child in children.items() if name != "distiller"})
+    tf.train.Checkpoint(trainer=skeleton).restore(path).expect_partial().assert_existing_objects_matched()
+    logging.info("Distilling from %s (step %d)", path, cfg.train.steps)
 
 
 def _train_batches(cfg: Config, strategy, start: int):
@@ -310,16 +360,23 @@ def _finish(cfg: Config, trainer, end_step: int, summary: dict) -> None:
         print(f"  report: {summary['report']} (final evaluation and export: {final['wall_s']} s)", flush=True)
 
 
-def _distill(trainer, manager, writer, run_dir, tc, chief) -> dict:
+def _distill(cfg: Config, trainer, manager, writer, chief) -> dict:
     """The distillation steps after the schedule (onegan_tf.distill), resumed where the checkpoint left them;
     then the segmenter's .keras file. Steps are numbered after the schedule's in TensorBoard and ckpt/."""
+    tc, run_dir = cfg.train, cfg.train.run_dir
     distiller, model = trainer.distiller, trainer.generation_model
     start = int(distiller.step.numpy())
+    # Real images for --distill_real (X_c) and --distill_real_backgrounds (X_bg): streams of their own batch
+    # sizes, resumed at the distillation step.
+    n_real, n_bg = real_count(tc), background_count(tc)
+    real = iter(data.train_streams(cfg.data, cfg.model.image_size, n_real, tc.seed, start)[0]) if n_real else None
+    backgrounds = iter(data.train_streams(cfg.data, cfg.model.image_size, n_bg, tc.seed, start)[1]) if n_bg else None
     progress = tqdm(total=tc.distill_steps, initial=start, desc="distill", unit="step", dynamic_ncols=True,
                     disable=not (tc.progress and chief), file=sys.stderr, mininterval=1.0)
     values, last_time, last_step = {}, time.time(), start
     for done in range(start + 1, tc.distill_steps + 1):
-        out = distiller.train_step(model)
+        out = distiller.train_step(model, None if real is None else next(real),
+                                   None if backgrounds is None else next(backgrounds))
         progress.update(1)
         last = done == tc.distill_steps
         if done % tc.log_every == 0 or last or done % tc.ckpt_every == 0:

@@ -3,8 +3,9 @@
 The EMA: its decay against a hand computation of StyleGAN2-ADA's formula, one update against a hand lerp,
 and one training step's shadow against the raw weights it averaged. Then one tiny run end to end: train the
 schedule and the distillation, rewind it to a mid-training checkpoint and resume (the shadow and the
-segmenter must come out exactly as in the uninterrupted run), export the SavedModel and serve `segment`
-from a fresh process that has only TensorFlow and Keras.
+segmenter must come out exactly as in the uninterrupted run), re-distil the finished run with other
+distillation settings (--distill_from), export the SavedModel and serve `segment` from a fresh process that
+has only TensorFlow and Keras.
 """
 
 from __future__ import annotations
@@ -87,7 +88,10 @@ def test_config_refuses_an_ema_that_does_not_exist_and_unknown_targets():
 
 # ------------------------------------------------------------------------------------------ end to end
 
-DISTILL_STEPS = 4
+DISTILL_STEPS = 2
+# Phase I alone: the EMA, the distillation and their checkpoints do not depend on the phase, and each phase
+# costs a trace of its own step.
+SCHEDULE = {"phase1_steps": 2, "phase2a_steps": 0, "phase2b_steps": 0}
 
 
 def _state(ckpt_prefix: str, prefix: str) -> dict:
@@ -95,23 +99,29 @@ def _state(ckpt_prefix: str, prefix: str) -> dict:
             if name.startswith(prefix)}
 
 
-def _train(run_dir: str):
-    from onegan_tf.train import train
+def _assert_same_state(a_prefix: str, b_prefix: str, prefix: str) -> None:
+    a, b = _state(a_prefix, prefix), _state(b_prefix, prefix)
+    assert a and a.keys() == b.keys(), prefix
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=1e-6, atol=1e-7, err_msg=name)
 
-    cfg = tiny_config(run_dir=run_dir, distill_steps=DISTILL_STEPS, ckpt_every=2, keep_checkpoints=10,
-                      ema_kimg=0.004, ema_rampup=0.0, seed=3)
-    return cfg, train(cfg)
+
+def _config(run_dir: str, **overrides):
+    return tiny_config(**{"run_dir": run_dir, "distill_steps": DISTILL_STEPS, "ckpt_every": 1,
+                          "keep_checkpoints": 10, "ema_kimg": 0.004, "ema_rampup": 0.0, "seed": 3, **SCHEDULE,
+                          **overrides})
 
 
 @pytest.mark.slow
-def test_distillation_trains_checkpoints_resumes_exports_and_serves(tmp_path, monkeypatch):
+def test_distillation_trains_checkpoints_resumes_redistils_exports_and_serves(tmp_path, monkeypatch):
     from onegan_tf import export
     from onegan_tf.checkpoint import load_run
+    from onegan_tf.train import IncompatibleRunError, train
 
     monkeypatch.setenv("TF_DETERMINISTIC_OPS", "1")
     full = str(tmp_path / "full")
-    cfg, summary = _train(full)
-    steps = cfg.train.steps
+    summary = train(_config(full))
+    steps = summary["end_step"]
     final = os.path.join(full, "ckpt", f"ckpt-{steps + DISTILL_STEPS}")
     assert summary["checkpoint"] == final
     assert os.path.exists(os.path.join(full, "segmenter.keras"))
@@ -120,25 +130,49 @@ def test_distillation_trains_checkpoints_resumes_exports_and_serves(tmp_path, mo
     assert [r["step"] for r in logged if r["phase"] == "distill"] == list(range(steps + 1, steps + DISTILL_STEPS + 1))
     assert all(np.isfinite(r["distill/L_BCE"]) for r in logged if r["phase"] == "distill")
     # The summary keeps the schedule's last losses beside the distillation's.
-    assert "total/L_AE" in summary["final_losses"] and "distill/L_BCE" in summary["final_losses"]
+    assert "total/L_GEN" in summary["final_losses"] and "distill/L_BCE" in summary["final_losses"]
 
-    # Rewind a copy to the checkpoint of step 4 (inside the schedule) and resume it with the same settings.
+    # Rewind a copy to the checkpoint of step 1 (inside the schedule) and resume it with the same settings: the
+    # shadow, updated again after the restore, and the segmenter must come out as in the uninterrupted run.
     resumed = str(tmp_path / "resumed")
     shutil.copytree(full, resumed)
     os.remove(os.path.join(resumed, "segmenter.keras"))
     ckpt_dir = os.path.join(resumed, "ckpt")
     for name in os.listdir(ckpt_dir):
-        if name.startswith("ckpt-") and int(name.split("-")[1].split(".")[0]) > 4:
+        if name.startswith("ckpt-") and int(name.split("-")[1].split(".")[0]) > 1:
             os.remove(os.path.join(ckpt_dir, name))
-    tf.compat.v1.train.update_checkpoint_state(ckpt_dir, os.path.join(ckpt_dir, "ckpt-4"))
-    _, summary = _train(resumed)
-    assert summary["start_step"] == 4
+    tf.compat.v1.train.update_checkpoint_state(ckpt_dir, os.path.join(ckpt_dir, "ckpt-1"))
+    # An unfinished schedule is not distilled from.
+    with pytest.raises(IncompatibleRunError, match="not at the end of the schedule"):
+        train(_config(str(tmp_path / "early"), distill_from=resumed))
+    summary = train(_config(resumed))
+    assert summary["start_step"] == 1
     again = os.path.join(resumed, "ckpt", f"ckpt-{steps + DISTILL_STEPS}")
     for prefix in ("trainer/ema/", "trainer/distiller/"):
-        a, b = _state(final, prefix), _state(again, prefix)
-        assert a and a.keys() == b.keys()
-        for name in a:
-            np.testing.assert_allclose(b[name], a[name], rtol=1e-6, atol=1e-7, err_msg=name)
+        _assert_same_state(final, again, prefix)
+
+    # Re-distil the finished run with other distillation settings: the schedule's state is the source's,
+    # untouched; the segmenter is trained anew, on half real images with the encoders' masks and generated
+    # objects on real backgrounds. A schedule setting that differs is refused, naming it.
+    with pytest.raises(IncompatibleRunError, match="train.weight_RM"):
+        train(_config(str(tmp_path / "other"), distill_from=full, weight_RM=1.0))
+    redo = str(tmp_path / "redo")
+    summary = train(_config(redo, distill_from=full, distill_target="hard", distill_real=0.5,
+                            distill_real_backgrounds=0.5))
+    assert summary["distilled_from"] == final and summary["start_step"] == summary["end_step"] == steps
+    remade = os.path.join(redo, "ckpt", f"ckpt-{steps + DISTILL_STEPS}")
+    schedule = {name for name, _ in tf.train.list_variables(final)
+                if name.startswith("trainer/") and not name.startswith("trainer/distiller/")}
+    assert len(schedule) > 100 and schedule <= {name for name, _ in tf.train.list_variables(remade)}
+    for name in schedule:
+        np.testing.assert_array_equal(tf.train.load_variable(remade, name), tf.train.load_variable(final, name),
+                                      err_msg=name)
+    assert int(tf.train.load_variable(remade, "trainer/distiller/step/.ATTRIBUTES/VARIABLE_VALUE")) == DISTILL_STEPS
+    name = "trainer/distiller/optimizer/_trainable_variables/0/.ATTRIBUTES/VARIABLE_VALUE"  # a segmenter kernel
+    assert not np.allclose(tf.train.load_variable(remade, name), tf.train.load_variable(final, name))
+    with open(os.path.join(redo, "metrics.jsonl")) as f:
+        logged = [json.loads(line) for line in f]
+    assert logged and all({"distill/IoU_generator", "distill/IoU_encoder"} <= r.keys() for r in logged)
 
     # The run loads with the shadow generators and the segmenter; export, then serve from a fresh process.
     run, raw = load_run(resumed), load_run(resumed, weights="raw")
