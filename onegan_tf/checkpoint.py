@@ -34,6 +34,8 @@ from onegan_tf.ema import AVERAGED
 from onegan_tf.model import OneGAN
 from onegan_tf.segmenter import build_segmenter
 
+# The step counters of the trainer and of its distiller, as a run's checkpoints name them.
+STEP_KEY = "trainer/step/.ATTRIBUTES/VARIABLE_VALUE"
 DISTILL_STEP_KEY = "trainer/distiller/step/.ATTRIBUTES/VARIABLE_VALUE"
 
 
@@ -65,6 +67,11 @@ def load_config(run_dir: str) -> Config:
             return Config.from_dict(json.load(f))
         except (json.JSONDecodeError, TypeError, ConfigError) as e:
             raise ConfigError(f"{path} is not a valid onegan_tf config: {e}") from e
+
+
+def has_checkpoint(run_dir: str) -> bool:
+    """Whether run_dir/ckpt holds a checkpoint index (a run to resume)."""
+    return os.path.exists(os.path.join(run_dir, "ckpt", "checkpoint"))
 
 
 def find_checkpoint(run_dir: str, checkpoint: str | None = None) -> str:

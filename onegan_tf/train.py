@@ -25,7 +25,7 @@ from absl import flags, logging
 from tqdm import tqdm
 
 from onegan_tf import cli, data, figures
-from onegan_tf.checkpoint import find_checkpoint, load_config
+from onegan_tf.checkpoint import STEP_KEY, find_checkpoint, has_checkpoint, load_config
 from onegan_tf.config import AUTO, DISTILLATION_SETTINGS, Config, ConfigError, config_differences, resumable_settings
 from onegan_tf.data.protocol import BOX_FILL, build_protocol, object_fraction
 from onegan_tf.distill import background_count, real_count
@@ -42,8 +42,6 @@ from onegan_tf.trainer import PHASES, OneGANTrainer, phase_at, step_noise, step_
 GRID_COLUMNS = 8
 # The distilled segmenter, written into the run directory when distillation ends.
 SEGMENTER_FILE = "segmenter.keras"
-# The trainer's step counter in its checkpoints.
-STEP_KEY = "trainer/step/.ATTRIBUTES/VARIABLE_VALUE"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -111,8 +109,7 @@ def check_final_eval(cfg: Config, info: dict) -> None:
 def check_resumable(cfg: Config, run_dir: str) -> None:
     """Refuse to resume a checkpoint written with other settings, naming each difference."""
     path = os.path.join(run_dir, "config.json")
-    has_ckpt = os.path.exists(os.path.join(run_dir, "ckpt", "checkpoint"))
-    if not has_ckpt:
+    if not has_checkpoint(run_dir):
         return
     if not os.path.exists(path):
         raise IncompatibleRunError(f"{run_dir} holds a checkpoint but no config.json; cannot check it matches")
@@ -130,7 +127,7 @@ def check_distillable(cfg: Config) -> str | None:
     run's settings (all but the distillation's may not differ); None without it or once run_dir has a
     checkpoint of its own (it then resumes)."""
     tc = cfg.train
-    if not tc.distill_from or os.path.exists(os.path.join(tc.run_dir, "ckpt", "checkpoint")):
+    if not tc.distill_from or has_checkpoint(tc.run_dir):
         return None
     source = tc.distill_from
     try:
