@@ -118,7 +118,7 @@ def restore_segmenter(cfg: Config, path: str) -> keras.Model | None:
     names = dict(tf.train.list_variables(path))
     if DISTILL_STEP_KEY not in names or int(tf.train.load_variable(path, DISTILL_STEP_KEY)) < 1:
         return None
-    segmenter = build_segmenter(cfg.model)
+    segmenter = build_segmenter(cfg.model, cfg.train.distill_width)
     skeleton = tf.train.Checkpoint(trainer=tf.train.Checkpoint(distiller=tf.train.Checkpoint(segmenter=segmenter)))
     try:
         skeleton.restore(path).expect_partial().assert_existing_objects_matched()

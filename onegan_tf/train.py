@@ -180,7 +180,7 @@ def dry_run(cfg: Config, out=None) -> dict:
         print(f"  {name:<6} {n:>14,}", file=out)
     print(f"  {'total':<6} {sum(counts.values()):>14,}", file=out)
     tc = cfg.train
-    segmenter = build_segmenter(cfg.model).count_params() if tc.distill_steps else None
+    segmenter = build_segmenter(cfg.model, tc.distill_width).count_params() if tc.distill_steps else None
     if segmenter:
         print(f"  and the distilled segmenter {segmenter:,}", file=out)
     print("\nStep plan:", file=out)

@@ -22,7 +22,7 @@ import tensorflow as tf
 from tiny import tiny_config, train_env
 
 from onegan_tf.config import ConfigError
-from onegan_tf.distill import distillation_target, segmentation_loss
+from onegan_tf.distill import augment_pairs, distillation_target, segmentation_loss
 from onegan_tf.ema import AVERAGED, ema_beta, ema_update
 
 
@@ -78,12 +78,62 @@ def test_distillation_targets_soft_masks_or_thresholded_ones():
     assert float(loss) == pytest.approx(-(0.7 * np.log(0.9) + 0.3 * np.log(0.1)), rel=1e-5)
 
 
+def _pairs(n=16, size=8):
+    """Images whose first channel is the mask (scaled to [-1, 1]) and whose other channels are noise."""
+    mask = tf.cast(tf.random.stateless_uniform([n, size, size, 1], [1, 2]) > 0.5, tf.float32)
+    noise = tf.random.stateless_uniform([n, size, size, 2], [3, 4], -1.0, 1.0)
+    return tf.concat([2.0 * mask - 1.0, noise], -1), mask
+
+
+def test_augmentations_move_the_mask_with_the_image():
+    image, mask = _pairs()
+    key = tf.constant([5, 6], tf.int64)
+    for augment in (("flip",), ("scale",), ("flip", "scale")):
+        out, out_mask = augment_pairs(key, image, mask, augment)
+        assert out.shape == image.shape and out_mask.shape == mask.shape
+        # Image and mask went through the same geometry, so the first channel is still the mask.
+        np.testing.assert_allclose((out[..., :1].numpy() + 1.0) / 2.0, out_mask.numpy(), atol=1e-5)
+        moved = np.any(np.abs(out_mask.numpy() - mask.numpy()) > 1e-3, axis=(1, 2, 3))
+        assert 0 < moved.sum() <= len(moved), augment
+    # A flip is a mirror or nothing, per sample (about half of them).
+    flipped, flipped_mask = augment_pairs(key, image, mask, ("flip",))
+    mirrored = np.all(flipped_mask.numpy() == mask.numpy()[:, :, ::-1], axis=(1, 2, 3))
+    kept = np.all(flipped_mask.numpy() == mask.numpy(), axis=(1, 2, 3))
+    assert np.all(mirrored | kept) and 0 < mirrored.sum() < len(mirrored)
+    # Colour jitter changes the image only, within [-1, 1]; the same key draws the same augmentation.
+    out, out_mask = augment_pairs(key, image, mask, ("colour",))
+    np.testing.assert_array_equal(out_mask.numpy(), mask.numpy())
+    assert not np.allclose(out.numpy(), image.numpy()) and float(tf.reduce_max(tf.abs(out))) <= 1.0
+    np.testing.assert_array_equal(augment_pairs(key, image, mask, ("colour",))[0].numpy(), out.numpy())
+
+
+def test_cosine_decay_brings_the_distillation_rate_to_zero_and_width_scales_the_segmenter():
+    from onegan_tf.distill import Distiller
+    from onegan_tf.segmenter import segmenter_widths
+
+    cfg = tiny_config(distill_steps=10, distill_cosine=True, distill_learning_rate=1e-3)
+    optimizer = Distiller(cfg).optimizer
+    for step, rate in ((0, 1e-3), (5, 0.5e-3), (10, 0.0)):
+        optimizer.iterations.assign(step)
+        assert float(optimizer.learning_rate) == pytest.approx(rate, abs=1e-9)
+    constant = Distiller(tiny_config(distill_steps=10)).optimizer
+    constant.iterations.assign(10)
+    assert float(constant.learning_rate) == pytest.approx(1e-3)
+    wide = segmenter_widths(tiny_config(distill_width=2.0).model, 2.0)
+    assert wide == tuple(2 * w for w in segmenter_widths(cfg.model))
+
+
 def test_config_refuses_an_ema_that_does_not_exist_and_unknown_targets():
     with pytest.raises(ConfigError, match="generator_weights='ema' needs an EMA"):
         tiny_config(ema_kimg=0.0)
     tiny_config(ema_kimg=0.0, generator_weights="raw")
     with pytest.raises(ConfigError, match="distill_target"):
         tiny_config(distill_target="fuzzy")
+    with pytest.raises(ConfigError, match="distill_augment='flip,blur': unknown \\['blur'\\]"):
+        tiny_config(distill_augment="flip,blur")
+    assert tiny_config(distill_augment=" flip, colour").train.distill_augmentations == ("flip", "colour")
+    with pytest.raises(ConfigError, match="distill_width"):
+        tiny_config(distill_width=0.0)
 
 
 # ------------------------------------------------------------------------------------------ end to end

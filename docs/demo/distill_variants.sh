@@ -29,6 +29,8 @@ distilled, encoder = metrics["segmentation_distilled"], metrics["segmentation"]
 line = {"name": os.environ["NAME"], "command": os.environ["CMD"], "distilled_from": summary["distilled_from"],
         "distill_steps": train["distill_steps"], "distill_target": train["distill_target"],
         "distill_real": train["distill_real"], "distill_real_backgrounds": train.get("distill_real_backgrounds", 0.0),
+        "distill_augment": train.get("distill_augment", ""), "distill_cosine": train.get("distill_cosine", False),
+        "distill_width": train.get("distill_width", 1.0),
         "split": "test", "n_images": distilled["n_images"],
         "distilled": {"iou": distilled["iou"], "dice": distilled["dice"]},
         "encoder": {"iou": encoder["iou"], "dice": encoder["dice"]},
