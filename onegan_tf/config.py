@@ -221,6 +221,9 @@ class TrainConfig:
                                   "distill_learning_rate to 0 over distill_steps (else constant).")
     distill_width: float = _field(1.0, "Width multiplier of the distilled segmenter, on top of channel_mult "
                                   "(widths floored at 8).")
+    distill_flip_average: bool = _field(False, "Ship the distilled segmenter flip-averaged: its mask is the "
+                                        "mean of the masks of the image and of its mirror (mirrored back), "
+                                        "at twice the inference cost.")
     distill_real: float = _field(0.0, "Fraction of each distillation batch taken from real training images, "
                                  "with the encoders' masks (the reconstruction path's I_m) as targets instead "
                                  "of the generator's (0 = generated pairs only, 1 = real images only).")
@@ -384,7 +387,7 @@ class Config:
 # run started with --distill_from may set these otherwise than the run it starts from.
 DISTILLATION_SETTINGS = ("generator_weights", "distill_steps", "distill_target", "distill_learning_rate",
                          "distill_real", "distill_real_backgrounds", "distill_augment", "distill_cosine",
-                         "distill_width", "distill_from")
+                         "distill_width", "distill_flip_average", "distill_from")
 
 
 def resumable_settings() -> tuple[str, ...]:

@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from onegan_tf.config import Config
 from onegan_tf.model import OneGAN, compose, sample_children, sample_z
-from onegan_tf.segmenter import build_segmenter
+from onegan_tf.segmenter import build_segmenter, flip_averaged
 
 # Salt of the distillation's random stream, so that its draws differ from the training steps' (seed, step).
 STREAM = 1 << 40
@@ -122,6 +122,13 @@ class Distiller(tf.Module):
         self.optimizer.build(self.segmenter.trainable_variables)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="distill_step")
         self._untracked = {}
+
+    def shipped_segmenter(self) -> keras.Model:
+        """The segmenter as the run writes, evaluates and serves it: flip-averaged with
+        `distill_flip_average` (a copy of the trained weights then), else the trained network itself."""
+        if self.cfg.train.distill_flip_average:
+            return flip_averaged(self.segmenter)
+        return self.segmenter
 
     def train_step(self, model: OneGAN, real=None, backgrounds=None) -> dict:
         """One distillation step on fresh pairs of `model`'s generator, with the `real` images (X_c) and the

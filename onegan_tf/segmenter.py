@@ -12,6 +12,12 @@ and the skip connection back up; a Conv1x1 + sigmoid gives I_m in [0, 1]. The no
 and double per level (capped at 256), scaled by `channel_mult` like every other network and by the
 segmenter's own `width` multiplier (`distill_width`); the coarsest feature map is 1/8 of the image (the size
 of OneGAN's pre-images).
+
+`flip_averaged` is the test-time flip average (`distill_flip_average`): the mean of the mask of an image and
+the mirror of the mask of its mirror. The U-Net commutes with a left-right flip once its kernels are
+mirrored ('same' 3x3 convolutions, normalisation over all pixels of a sample, 2x2 pooling and nearest
+upsampling of even sizes), so the average is that of the U-Net and a twin holding its mirrored kernels: two
+networks of Keras' own layers, no flip op, and the `.keras` file still loads with Keras alone.
 """
 
 from __future__ import annotations
@@ -58,4 +64,19 @@ def build_segmenter(cfg: ModelConfig, width: float = 1.0, name: str = "segmenter
         x = _double_conv(x, widths[i], f"up{i}")
     logits = layers.Conv2D(1, 1, name="logits")(x)
     mask = layers.Activation("sigmoid", dtype="float32", name="I_m")(logits)
+    return keras.Model(image, mask, name=name)
+
+
+def flip_averaged(segmenter: keras.Model, name: str = "segmenter_flip_averaged") -> keras.Model:
+    """A model whose mask is the mean of `segmenter`'s on the image and the mirror of `segmenter`'s on the
+    mirrored image (module docstring), holding a copy of `segmenter`'s weights and their mirror."""
+    image = keras.Input(segmenter.input_shape[1:], name="image")
+    twins = []
+    for suffix, mirror in (("", False), ("_mirrored", True)):
+        twin = keras.models.clone_model(segmenter)
+        twin.name = f"{segmenter.name}{suffix}"
+        # Conv2D kernels are [kh, kw, in, out]: a mirrored kernel reverses the kw axis.
+        twin.set_weights([w[:, ::-1] if mirror and w.ndim == 4 else w for w in segmenter.get_weights()])
+        twins.append(twin(image))
+    mask = layers.Average(dtype="float32", name="I_m")(twins)
     return keras.Model(image, mask, name=name)

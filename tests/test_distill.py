@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -123,6 +124,22 @@ def test_cosine_decay_brings_the_distillation_rate_to_zero_and_width_scales_the_
     assert wide == tuple(2 * w for w in segmenter_widths(cfg.model))
 
 
+def test_flip_averaged_segmenter_is_the_mean_over_the_mirror_and_loads_with_keras_alone(tmp_path):
+    from onegan_tf.segmenter import build_segmenter, flip_averaged
+
+    segmenter = build_segmenter(tiny_config().model)
+    for w in segmenter.weights:  # weights far from symmetric, so that the mirror matters
+        w.assign(tf.random.stateless_normal(w.shape, [7, len(w.name)], stddev=0.3))
+    x = tf.random.stateless_uniform([3, 32, 32, 3], [8, 9], -1.0, 1.0)
+    want = 0.5 * (segmenter(x) + tf.reverse(segmenter(tf.reverse(x, [2])), [2])).numpy()
+    assert not np.allclose(segmenter(x).numpy(), want, atol=1e-3), "a flip-invariant segmenter proves nothing"
+    averaged = flip_averaged(segmenter)
+    np.testing.assert_allclose(averaged(x).numpy(), want, atol=1e-5)
+    path = str(tmp_path / "segmenter.keras")
+    averaged.save(path)
+    np.testing.assert_allclose(keras.saving.load_model(path)(x).numpy(), want, atol=1e-5)
+
+
 def test_config_refuses_an_ema_that_does_not_exist_and_unknown_targets():
     with pytest.raises(ConfigError, match="generator_weights='ema' needs an EMA"):
         tiny_config(ema_kimg=0.0)
@@ -208,7 +225,8 @@ def test_distillation_trains_checkpoints_resumes_redistils_exports_and_serves(tm
         train(_config(str(tmp_path / "other"), distill_from=full, weight_RM=1.0))
     redo = str(tmp_path / "redo")
     summary = train(_config(redo, distill_from=full, distill_target="hard", distill_real=0.5,
-                            distill_real_backgrounds=0.5))
+                            distill_real_backgrounds=0.5, distill_augment="flip,scale,colour",
+                            distill_cosine=True, distill_width=2.0, distill_flip_average=True))
     assert summary["distilled_from"] == final and summary["start_step"] == summary["end_step"] == steps
     remade = os.path.join(redo, "ckpt", f"ckpt-{steps + DISTILL_STEPS}")
     schedule = {name for name, _ in tf.train.list_variables(final)
@@ -223,6 +241,15 @@ def test_distillation_trains_checkpoints_resumes_redistils_exports_and_serves(tm
     with open(os.path.join(redo, "metrics.jsonl")) as f:
         logged = [json.loads(line) for line in f]
     assert logged and all({"distill/IoU_generator", "distill/IoU_encoder"} <= r.keys() for r in logged)
+    # The re-distilled segmenter is twice as wide and shipped flip-averaged, from the checkpoint and the file.
+    shipped = load_run(redo).segmenter
+    trained = shipped.get_layer("segmenter")
+    assert trained.get_layer("down0_conv1").filters == 2 * load_run(full).segmenter.get_layer("down0_conv1").filters
+    x = tf.random.stateless_uniform([2, 32, 32, 3], [1, 1], -1.0, 1.0)
+    want = 0.5 * (trained(x) + tf.reverse(trained(tf.reverse(x, [2])), [2])).numpy()
+    np.testing.assert_allclose(shipped(x).numpy(), want, atol=1e-5)
+    np.testing.assert_allclose(keras.saving.load_model(os.path.join(redo, "segmenter.keras"))(x).numpy(), want,
+                               atol=1e-5)
 
     # The run loads with the shadow generators and the segmenter; export, then serve from a fresh process.
     run, raw = load_run(resumed), load_run(resumed, weights="raw")
