@@ -31,6 +31,8 @@ line = {"name": os.environ["NAME"], "command": os.environ["CMD"], "distilled_fro
         "distill_real": train["distill_real"], "distill_real_backgrounds": train.get("distill_real_backgrounds", 0.0),
         "distill_augment": train.get("distill_augment", ""), "distill_cosine": train.get("distill_cosine", False),
         "distill_width": train.get("distill_width", 1.0),
+        "distill_flip_average": train.get("distill_flip_average", False),
+        "generator_weights": train["generator_weights"],
         "split": "test", "n_images": distilled["n_images"],
         "distilled": {"iou": distilled["iou"], "dice": distilled["dice"]},
         "encoder": {"iou": encoder["iou"], "dice": encoder["dice"]},
