@@ -71,10 +71,11 @@ def keras_files(tmp_path_factory):
 # streams of equal CPU time halve the suite's time. A session fixture above is built once in each worker that
 # runs one of its users, so every user of one fixture is in one stream (tests/test_ci.py checks it): the
 # SavedModel export's users (test_export, test_bench) are here, beside the two end-to-end runs (the shortened
-# demo, distillation); the reference run's, the full-size trainer's and the `.keras` files' users are in the
-# other stream, with every file not named here. The end-to-end runs and the export are most of this stream's
-# time, so a file added to the suite goes to the other stream unless it balances them.
-END_TO_END_STREAM = ("test_demo.py", "test_distill.py", "test_export.py", "test_bench.py", "test_precision.py")
+# demo, distillation), the mixed-precision steps and the evaluation runs, which balance the streams' CPU time;
+# the reference run's, the full-size trainer's and the `.keras` files' users are in the other stream, with
+# every file not named here.
+END_TO_END_STREAM = ("test_demo.py", "test_distill.py", "test_export.py", "test_bench.py", "test_precision.py",
+                     "test_evaluate.py")
 STREAMS = ("end-to-end", "units-and-training")
 
 
