@@ -95,4 +95,5 @@ class StreamScheduling(LoadScopeScheduling):
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
+    """Every `-n` run is split into the streams, whatever `--dist` says."""
     return StreamScheduling(config, log)
