@@ -193,6 +193,13 @@ class TrainConfig:
     weight_Rv: float = _field(0.1, "Weight of L_Rv, the code regulariser (Eq. 14, suppl. B; paper 0.1).")
     weight_RM: float = _field(2.0, "Weight of L_RM, the mask regulariser (Eq. 14, suppl. B; paper 2).")
     weight_VAE: float = _field(1.0, "Weight of L_VAE, the KL terms of the reconstruction path (Eq. 15, 18).")
+    vae_kl_per_dimension: bool = _field(
+        False, "Average each KL of L_VAE over its code's dimensions, the element mean of L1 and MSE, instead of "
+        "summing it as Eq. 15's KL (docs/design.md, Readings of the training step).")
+    vae_stop_target: bool = _field(
+        False, "Stop L_VAE's gradient into its target means v_p = V_p(argmax e_p), v_c = V_c(argmax e_c), so "
+        "that it trains the encoders alone and not the embeddings V_p, V_c (docs/design.md, Readings of the "
+        "training step).")
     weight_REC: float = _field(1.0, "Weight of L_REC, the L1 reconstruction loss (Eq. 16, 18).")
     weight_PER: float = _field(1.0, "Weight of L_PER, the perceptual loss (Eq. 17, 18).")
     weight_adv_rec: float = _field(1.0, "Weight of the reconstruction paths' adversarial terms against "
