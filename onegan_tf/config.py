@@ -74,6 +74,9 @@ class ModelConfig:
                                    "the bypass alone (paper Tab. 3b 'no mixup(3,4)').")
     mask_sees_parent: bool = _field(False, "Also feed the parent code v_p to the mask head of G_fg2 "
                                     "(not in the paper; helps small-scale training, see README).")
+    mask_before_child: bool = _field(False, "Draw the mask of G_fg2 from its parent block, before the child code "
+                                     "v_c enters, so that the outline depends on v_p and z alone, as in "
+                                     "FineGAN's parent stage (not in the paper; docs/design.md §3).")
 
     def __post_init__(self):
         if self.image_size not in IMAGE_SIZES:

@@ -134,11 +134,15 @@ class ForegroundRenderer(keras.Model):
 
     Called on `(C_fg0, v_p, v_c)`; returns {"I_fg": tanh image, "I_m": sigmoid mask}. With `mask_sees_parent`
     the mask head also receives v_p (a documented deviation for small-scale training; off in the paper configs).
+    With `mask_before_child` it reads res_p's output instead of res_c's, so that the mask is a function of v_p
+    and z alone, as FineGAN's parent stage draws the shape (a deviation; off in the paper configs).
     """
 
-    def __init__(self, widths: tuple, norm: str = "glu_lnorm", mask_sees_parent: bool = False, **kwargs):
+    def __init__(self, widths: tuple, norm: str = "glu_lnorm", mask_sees_parent: bool = False,
+                 mask_before_child: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.widths, self.norm, self.mask_sees_parent = tuple(widths), norm, mask_sees_parent
+        self.mask_before_child = mask_before_child
         self.res_p = ResBlock(widths[0], norm, name="res_p")
         self.res_c = ResBlock(widths[1], norm, name="res_c")
         self.to_rgb = conv(3, 3, bias=True, name="to_rgb", dtype="float32")
@@ -146,13 +150,16 @@ class ForegroundRenderer(keras.Model):
 
     def call(self, inputs):
         C_fg0, v_p, v_c = inputs
-        C_fg2 = ops.cast(self.res_c((self.res_p((C_fg0, v_p)), v_c)), "float32")
-        mask_in = ops.concatenate([C_fg2, broadcast_code(v_p, C_fg2)], -1) if self.mask_sees_parent else C_fg2
+        C_fg1 = self.res_p((C_fg0, v_p))
+        C_fg2 = ops.cast(self.res_c((C_fg1, v_c)), "float32")
+        mask_in = ops.cast(C_fg1, "float32") if self.mask_before_child else C_fg2
+        if self.mask_sees_parent:
+            mask_in = ops.concatenate([mask_in, broadcast_code(v_p, mask_in)], -1)
         return {"I_fg": ops.tanh(self.to_rgb(C_fg2)), "I_m": ops.sigmoid(self.to_mask(mask_in))}
 
     def get_config(self):
         return {**super().get_config(), "widths": list(self.widths), "norm": self.norm,
-                "mask_sees_parent": self.mask_sees_parent}
+                "mask_sees_parent": self.mask_sees_parent, "mask_before_child": self.mask_before_child}
 
 
 class _DenseNormAct(keras.layers.Layer):
@@ -382,7 +389,8 @@ def build_networks(cfg: ModelConfig, names: tuple[str, ...] = NETWORK_NAMES) -> 
         "G_bg1": BackgroundRenderer(gen[3:], cfg.norm, name="G_bg1"),
         "G_fg0": PreImageGenerator(S, gen[:3], cfg.norm, name="G_fg0"),
         "G_fg1": ForegroundUpsampler(tuple(w(c) for c in FG1_WIDTHS), cfg.norm, name="G_fg1"),
-        "G_fg2": ForegroundRenderer(tuple(w(c) for c in FG2_WIDTHS), cfg.norm, cfg.mask_sees_parent, name="G_fg2"),
+        "G_fg2": ForegroundRenderer(tuple(w(c) for c in FG2_WIDTHS), cfg.norm, cfg.mask_sees_parent,
+                                    cfg.mask_before_child, name="G_fg2"),
         "E_c": StyleEncoder(S, enc, hidden, cfg.n_child, cfg.d_c, name="E_c"),
         "E_p": ShapeEncoder(S, enc, hidden, cfg.n_parent, cfg.d_p, cfg.d_z, gen[2], cfg.norm, name="E_p"),
         "E_bg": BackgroundEncoder(S, enc[:3], gen[2], cfg.norm, name="E_bg"),

@@ -157,6 +157,18 @@ def test_mask_head_sees_the_parent_code_only_when_asked():
         assert G_fg2.to_mask.kernel.shape == (3, 3, widths[-1] + extra, 1)
 
 
+@pytest.mark.parametrize("before_child", [False, True])
+def test_mask_before_child_draws_the_outline_from_the_parent_code_and_z_alone(before_child):
+    cfg = small_config(32)
+    rng = np.random.default_rng(0)
+    C_fg0, v_p, v_c, other_v_c = (rng.normal(size=np.shape(x)).astype("float32")
+                                  for x in networks.network_inputs("G_fg2", cfg, 2) + (np.zeros((2, cfg.d_c)),))
+    G_fg2 = networks.ForegroundRenderer((cfg.width(32), cfg.width(16)), mask_before_child=before_child)
+    a, b = G_fg2((C_fg0, v_p, v_c)), G_fg2((C_fg0, v_p, other_v_c))
+    assert not np.allclose(a["I_fg"], b["I_fg"])   # the child code still paints the object
+    assert np.allclose(a["I_m"], b["I_m"]) == before_child
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Structure the counts do not show.
 
