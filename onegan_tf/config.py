@@ -77,6 +77,10 @@ class ModelConfig:
     mask_before_child: bool = _field(False, "Draw the mask of G_fg2 from its parent block, before the child code "
                                      "v_c enters, so that the outline depends on v_p and z alone, as in "
                                      "FineGAN's parent stage (not in the paper; docs/design.md §3).")
+    shape_code_gain: float = _field(1.0, "Multiply the parent code v_p by this where it enters G_fg0 beside z "
+                                    "(1 = the paper). z ~ N(0, I) has norm about sqrt(d_z) there while L_Rv keeps "
+                                    "v_p near unit norm, so z outweighs the parent in the pre-image A_fg that "
+                                    "shapes the outline; sqrt(d_z) evens them at the start (docs/design.md §3).")
 
     def __post_init__(self):
         if self.image_size not in IMAGE_SIZES:
@@ -92,6 +96,8 @@ class ModelConfig:
             raise ConfigError(
                 f"n_child={self.n_child} must be a multiple of n_parent={self.n_parent}: child c belongs to "
                 f"parent c // (n_child // n_parent) (docs/design.md §1)")
+        if not self.shape_code_gain > 0:
+            raise ConfigError(f"shape_code_gain={self.shape_code_gain} must be > 0 (1 = the paper)")
         if self.norm not in NORMS:
             raise ConfigError(f"norm={self.norm!r} is not supported; allowed values: {NORMS}")
         if not self.bypass and not self.mixup_preimages:

@@ -75,12 +75,14 @@ class Embedding(keras.Model):
 class PreImageGenerator(keras.Model):
     """G_bg0 and G_fg0 (Tab. 3-4): Linear(d + d_z, s*s*2w) -> reshape -> GLU-LNorm -> UPBlk -> UPBlk = A.
 
-    Called on `(v, z)`; returns the pre-image A (image_size/8 square, `widths[2]` channels).
+    Called on `(v, z)`; returns the pre-image A (image_size/8 square, `widths[2]` channels). `code_gain`
+    multiplies v before the Linear layer (1 in the paper; docs/design.md §3, `--shape_code_gain` for G_fg0).
     """
 
-    def __init__(self, image_size: int, widths: tuple, norm: str = "glu_lnorm", **kwargs):
+    def __init__(self, image_size: int, widths: tuple, norm: str = "glu_lnorm", code_gain: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.image_size, self.widths, self.norm = image_size, tuple(widths), norm
+        self.code_gain = float(code_gain)
         self.side = image_size // 32
         self.fc = _dense(self.side * self.side * 2 * widths[0], bias=False, name="fc")
         self.glu = GLUNorm(norm, name="glu")
@@ -89,13 +91,15 @@ class PreImageGenerator(keras.Model):
 
     def call(self, inputs):
         v, z = inputs
+        if self.code_gain != 1.0:
+            v = v * self.code_gain
         x = self.fc(ops.concatenate([v, ops.cast(z, v.dtype)], -1))
         x = ops.reshape(x, (-1, self.side, self.side, 2 * self.widths[0]))
         return self.up2(self.up1(self.glu(x)))
 
     def get_config(self):
         return {**super().get_config(), "image_size": self.image_size, "widths": list(self.widths),
-                "norm": self.norm}
+                "norm": self.norm, "code_gain": self.code_gain}
 
 
 @register
@@ -387,7 +391,7 @@ def build_networks(cfg: ModelConfig, names: tuple[str, ...] = NETWORK_NAMES) -> 
         "V_c": Embedding(cfg.n_child, cfg.d_c, name="V_c"),
         "G_bg0": PreImageGenerator(S, gen[:3], cfg.norm, name="G_bg0"),
         "G_bg1": BackgroundRenderer(gen[3:], cfg.norm, name="G_bg1"),
-        "G_fg0": PreImageGenerator(S, gen[:3], cfg.norm, name="G_fg0"),
+        "G_fg0": PreImageGenerator(S, gen[:3], cfg.norm, cfg.shape_code_gain, name="G_fg0"),
         "G_fg1": ForegroundUpsampler(tuple(w(c) for c in FG1_WIDTHS), cfg.norm, name="G_fg1"),
         "G_fg2": ForegroundRenderer(tuple(w(c) for c in FG2_WIDTHS), cfg.norm, cfg.mask_sees_parent,
                                     cfg.mask_before_child, name="G_fg2"),

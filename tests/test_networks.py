@@ -244,3 +244,18 @@ def test_pre_image_generator_rejects_a_code_of_the_wrong_width(small_nets):
     cfg, nets = small_nets
     with pytest.raises(ValueError, match=str(cfg.d_bg + cfg.d_z)):
         nets["G_bg0"]((np.zeros((1, cfg.d_bg), "float32"), np.zeros((1, 10), "float32")))
+
+
+def test_shape_code_gain_scales_the_parent_code_where_it_meets_z():
+    cfg = small_config(32)
+    rng = np.random.default_rng(0)
+    v_p = rng.normal(size=(2, cfg.d_p)).astype("float32")
+    z = rng.normal(size=(2, cfg.d_z)).astype("float32")
+    widths = networks.build_networks(cfg, names=("G_fg0",))["G_fg0"].widths
+    plain = networks.PreImageGenerator(32, widths)
+    gained = networks.PreImageGenerator(32, widths, code_gain=3.0)
+    plain((v_p, z))
+    gained((v_p, z))
+    gained.set_weights(plain.get_weights())
+    np.testing.assert_allclose(gained((v_p, z)), plain((3.0 * v_p, z)), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(gained((v_p, z)), plain((v_p, z)), atol=1e-3)
