@@ -6,7 +6,7 @@ the child code v_c by another child's of the same parent, and z by a fresh draw.
 mean absolute difference of the two masks and as 1 - IoU of their halves at 0.5 (0 = the same outline).
 FineGAN's hierarchy wants the parent change large (the parent names the shape) and the child change small.
 Also printed: the norms with which v_p and z enter G_fg0's first Linear layer (its kernel applied to each
-parent's v_p, and to draws of z), the two inputs whose mix is the pre-image A_fg.
+parent's v_p times `--shape_code_gain`, and to draws of z), the two inputs whose mix is the pre-image A_fg.
 
 usage: PYTHONPATH=. python docs/parents/code_influence.py --run_dir=RUN --out=FILE.json
 """
@@ -51,7 +51,7 @@ def code_influence(run_dir: str, num_images: int, seed: int) -> dict:
            "change_child_same_parent": _change(base, masks(sibling, z)),
            "change_z": _change(base, masks(child, z2))}
     kernel = np.asarray(model.G_fg0.fc.kernel)
-    v_p = np.asarray(model.V_p.table.kernel)
+    v_p = np.asarray(model.V_p.table.kernel) * model.G_fg0.code_gain   # as it enters the Linear layer
     out["G_fg0_input_norms"] = {
         "v_p": float(np.linalg.norm(v_p @ kernel[:cfg.d_p], axis=1).mean()),
         "v_p_minus_mean": float(np.linalg.norm((v_p - v_p.mean(0)) @ kernel[:cfg.d_p], axis=1).mean()),
