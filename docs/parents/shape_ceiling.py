@@ -11,6 +11,8 @@ model's image size; the masks are never shown to training):
   on the evaluated split's (supervised: an upper bound on what a linear read of the outline tells).
 - `probe_cnn`: a small CNN on the full masks, trained on the same labels for a few epochs with random
   rotations by 90 degrees and mirrors (supervised; what a non-linear read of the outline tells at this size).
+- `kmeans_hu_encoder_masks` (with `--model_run_dir`): `kmeans_hu` on the masks a trained run's encoders predict
+  for the same crops (at 0.5): parents clustered from the learned outline instead of from E_p.
 
 usage: PYTHONPATH=. python docs/parents/shape_ceiling.py --flagfile=configs/demo.cfg --split=test
            --out=docs/parents/shape_ceiling_demo.json
@@ -29,6 +31,7 @@ from absl import flags
 from scipy.cluster.vq import kmeans2
 
 from onegan_tf import cli, data
+from onegan_tf.checkpoint import load_run
 from onegan_tf.diagnose import pool, ridge_probe
 from onegan_tf.files import write_json
 from onegan_tf.flags import config_from_flags, define_config_flags
@@ -38,16 +41,20 @@ KMEANS_RESTARTS = 10
 CNN_EPOCHS = 15
 
 
-def load_masks(cfg, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(N, H, W) float masks and (N,) parents of a split's object crops."""
+def load_masks(cfg, split: str, model=None) -> tuple:
+    """(N, H, W) float masks and (N,) parents of a split's object crops; with a model, also its encoder masks
+    (the reconstruction path's Î_m at inference, docs/design.md §4)."""
     ds = data.eval_dataset(cfg.data, cfg.model.image_size, 100, split, classes=(cfg.model.n_child, cfg.model.n_parent))
-    masks, parents = [], []
+    masks, parents, predicted = [], [], []
     for b in ds.as_numpy_iterator():
         if "mask" not in b:
             raise ValueError(f"dataset {cfg.data.dataset!r} has no masks: the ceiling is measured on true masks")
         masks.append(b["mask"][..., 0])
         parents.append(b["parent"])
-    return np.concatenate(masks).astype(np.float32), np.concatenate(parents)
+        if model is not None:
+            predicted.append(model.reconstruct(b["image"])["I_m_hat"].numpy()[..., 0])
+    out = np.concatenate(masks).astype(np.float32), np.concatenate(parents)
+    return out + (np.concatenate(predicted),) if model is not None else out
 
 
 def hu_moments(masks: np.ndarray) -> np.ndarray:
@@ -113,9 +120,16 @@ def cnn_probe(train_m, train_y, test_m, test_y, n_classes: int, seed: int) -> di
             "n_train": len(train_y), "n_test": len(test_y)}
 
 
-def shape_ceiling(cfg, split: str, probe_train_fraction: float, seed: int) -> dict:
+def shape_ceiling(cfg, split: str, probe_train_fraction: float, seed: int, run_dir: str = "") -> dict:
     k = cfg.model.n_parent
-    masks, parents = load_masks(cfg, split)
+    out = {}
+    if run_dir:
+        masks, parents, predicted = load_masks(cfg, split, load_run(run_dir).model)
+        # The same invariant clustering on the masks a trained model predicts: parents from the learned outline.
+        out["kmeans_hu_encoder_masks"] = {"run_dir": run_dir,
+                                          **kmeans_scores(hu_moments(predicted > 0.5), parents, k, seed)}
+    else:
+        masks, parents = load_masks(cfg, split)
     if split == "test":
         train_m, train_y = load_masks(cfg, "object")
         test_m, test_y = masks, parents
@@ -127,7 +141,7 @@ def shape_ceiling(cfg, split: str, probe_train_fraction: float, seed: int) -> di
             "kmeans_masks": kmeans_scores(pool(masks), parents, k, seed),
             "kmeans_hu": kmeans_scores(hu_moments(masks), parents, k, seed),
             "probe_linear": ridge_probe(pool(train_m), train_y, pool(test_m), test_y, k),
-            "probe_cnn": cnn_probe(train_m, train_y, test_m, test_y, k, seed)}
+            "probe_cnn": cnn_probe(train_m, train_y, test_m, test_y, k, seed), **out}
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -137,13 +151,15 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_float("probe_train_fraction", 0.8, "Share of the split the probes are fit on when it is not "
                        "'test' (then the object split trains them).", flag_values=fv)
     flags.DEFINE_string("out", None, "JSON file to write.", flag_values=fv)
+    flags.DEFINE_string("model_run_dir", "", "A trained run whose encoder masks are also clustered by their Hu "
+                        "moments ('' = none).", flag_values=fv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     fv = cli.parse(argv, define_flags, required=("out",), usage=__doc__.split("usage: ")[1].split("\n")[0])
     if fv is None:
         return 2
-    out = shape_ceiling(config_from_flags(fv), fv.split, fv.probe_train_fraction, fv.seed)
+    out = shape_ceiling(config_from_flags(fv), fv.split, fv.probe_train_fraction, fv.seed, fv.model_run_dir)
     out["command"] = " ".join(sys.argv if argv is None else argv)
     write_json(fv.out, out)
     print(out)
