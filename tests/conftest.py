@@ -1,9 +1,11 @@
 """Test-wide settings: quiet TensorFlow, a deterministic CPU, and the `slow` marker; fixtures shared across
-modules (each made once per session: the costly states of the suite)."""
+modules (each made once per session: the costly states of the suite); the two streams CI runs side by side."""
 
 import os
+import pathlib
 
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -62,3 +64,36 @@ def keras_files(tmp_path_factory):
 
     directory = tmp_path_factory.mktemp("keras_files")
     return directory, *save_every_network(directory)
+
+
+# CI's two-CPU machine runs the suite as two streams, one pytest-xdist worker each (`pytest -n 2`). On a machine
+# of two CPUs runtime.py gives TensorFlow one intra-op thread, so one pytest process keeps one core busy; two
+# streams of equal CPU time halve the suite's time. A session fixture above is built once in each worker that
+# runs one of its users, so every user of one fixture is in one stream (tests/test_ci.py checks it): the
+# SavedModel export's users (test_export, test_bench) are here, beside the two end-to-end runs (the shortened
+# demo, distillation), the mixed-precision steps and the evaluation runs, which balance the streams' CPU time;
+# the reference run's, the full-size trainer's and the `.keras` files' users are in the other stream, with
+# every file not named here.
+END_TO_END_STREAM = ("test_demo.py", "test_distill.py", "test_export.py", "test_bench.py", "test_precision.py",
+                     "test_evaluate.py")
+STREAMS = ("end-to-end", "units-and-training")
+
+
+def stream_of(nodeid: str) -> str:
+    """The stream that runs the test `nodeid` (`tests/test_x.py::test_y[...]`)."""
+    return STREAMS[0] if pathlib.PurePosixPath(nodeid.split("::", 1)[0]).name in END_TO_END_STREAM else STREAMS[1]
+
+
+class StreamScheduling(LoadScopeScheduling):
+    """pytest-xdist's scope scheduler with one scope per stream: each worker is sent one whole stream, in file
+    order. (xdist's own `--dist loadgroup` marks a group by renaming the test's node id, which pytest 9.2's
+    read-only `nodeid` ignores, so it spreads a group over the workers.)"""
+
+    def _split_scope(self, nodeid: str) -> str:
+        return stream_of(nodeid)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Every `-n` run is split into the streams, whatever `--dist` says."""
+    return StreamScheduling(config, log)
