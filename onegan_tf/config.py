@@ -75,6 +75,13 @@ class ModelConfig:
                                    "the bypass alone (paper Tab. 3b 'no mixup(3,4)').")
     mask_sees_parent: bool = _field(False, "Also feed the parent code v_p to the mask head of G_fg2 "
                                     "(not in the paper; helps small-scale training, see README).")
+    mask_before_child: bool = _field(False, "Draw the mask of G_fg2 from its parent block, before the child code "
+                                     "v_c enters, so that the outline depends on v_p and z alone, as in "
+                                     "FineGAN's parent stage (not in the paper; docs/design.md §3).")
+    shape_code_gain: float = _field(1.0, "Multiply the parent code v_p by this where it enters G_fg0 beside z "
+                                    "(1 = the paper). z ~ N(0, I) has norm about sqrt(d_z) there while L_Rv keeps "
+                                    "v_p near unit norm, so z outweighs the parent in the pre-image A_fg that "
+                                    "shapes the outline; sqrt(d_z) evens them at the start (docs/design.md §3).")
 
     def __post_init__(self):
         if self.image_size not in IMAGE_SIZES:
@@ -90,6 +97,8 @@ class ModelConfig:
             raise ConfigError(
                 f"n_child={self.n_child} must be a multiple of n_parent={self.n_parent}: child c belongs to "
                 f"parent c // (n_child // n_parent) (docs/design.md §1)")
+        if not self.shape_code_gain > 0:
+            raise ConfigError(f"shape_code_gain={self.shape_code_gain} must be > 0 (1 = the paper)")
         if self.norm not in NORMS:
             raise ConfigError(f"norm={self.norm!r} is not supported; allowed values: {NORMS}")
         if not self.bypass and not self.mixup_preimages:
@@ -194,6 +203,13 @@ class TrainConfig:
     weight_Rv: float = _field(0.1, "Weight of L_Rv, the code regulariser (Eq. 14, suppl. B; paper 0.1).")
     weight_RM: float = _field(2.0, "Weight of L_RM, the mask regulariser (Eq. 14, suppl. B; paper 2).")
     weight_VAE: float = _field(1.0, "Weight of L_VAE, the KL terms of the reconstruction path (Eq. 15, 18).")
+    vae_kl_per_dimension: bool = _field(
+        False, "Average each KL of L_VAE over its code's dimensions, the element mean of L1 and MSE, instead of "
+        "summing it as Eq. 15's KL (docs/design.md, Readings of the training step).")
+    vae_stop_target: bool = _field(
+        False, "Stop L_VAE's gradient into its target means v_p = V_p(argmax e_p), v_c = V_c(argmax e_c), so "
+        "that it trains the encoders alone and not the embeddings V_p, V_c (docs/design.md, Readings of the "
+        "training step).")
     weight_REC: float = _field(1.0, "Weight of L_REC, the L1 reconstruction loss (Eq. 16, 18).")
     weight_PER: float = _field(1.0, "Weight of L_PER, the perceptual loss (Eq. 17, 18).")
     weight_adv_rec: float = _field(1.0, "Weight of the reconstruction paths' adversarial terms against "

@@ -104,20 +104,31 @@ def mask_regularization(I_m, target: float = 0.5):
     return tf.reduce_mean(mask_balance(I_m, target) + 0.1 * mask_decisiveness(I_m, target))
 
 
-def kl_to_unit_gaussian(mu, sigma, mean=None):
+def kl_to_unit_gaussian(mu, sigma, mean=None, per_dimension: bool = False):
     """KL(N(mu, diag(exp(sigma))) || N(mean, I)), summed over dimensions, averaged over the batch.
 
     sigma is a log-variance (docs/design.md §3): 0.5 * sum(exp(sigma) + (mu - mean)^2 - 1 - sigma).
+    `per_dimension` averages over the dimensions instead (the KL divided by the code size), the element mean
+    that L1 and MSE take.
     """
     mu, sigma = tf.cast(mu, tf.float32), tf.cast(sigma, tf.float32)
     diff = mu if mean is None else mu - tf.cast(mean, tf.float32)
-    return tf.reduce_mean(0.5 * tf.reduce_sum(tf.exp(sigma) + tf.square(diff) - 1.0 - sigma, axis=-1))
+    reduce = tf.reduce_mean if per_dimension else tf.reduce_sum
+    return tf.reduce_mean(0.5 * reduce(tf.exp(sigma) + tf.square(diff) - 1.0 - sigma, axis=-1))
 
 
-def vae_loss(mu_p, sigma_p, v_p, mu_c, sigma_c, v_c, mu_z, sigma_z):
-    """Eq. 15: L_VAE = KL(N(mu_p, s_p) || N(v_p, I)) + KL(N(mu_c, s_c) || N(v_c, I)) + KL(N(mu_z, s_z) || N(0, I))."""
-    return (kl_to_unit_gaussian(mu_p, sigma_p, v_p) + kl_to_unit_gaussian(mu_c, sigma_c, v_c)
-            + kl_to_unit_gaussian(mu_z, sigma_z))
+def vae_loss(mu_p, sigma_p, v_p, mu_c, sigma_c, v_c, mu_z, sigma_z, per_dimension: bool = False,
+             stop_target: bool = False):
+    """Eq. 15: L_VAE = KL(N(mu_p, s_p) || N(v_p, I)) + KL(N(mu_c, s_c) || N(v_c, I)) + KL(N(mu_z, s_z) || N(0, I)).
+
+    The readings of docs/design.md ("Readings of the training step"): each KL summed over its code's dimensions
+    and the target means v_p, v_c not stopped, so the embeddings move towards the encoders' means as well.
+    `per_dimension` averages each KL over its dimensions; `stop_target` stops v_p, v_c (the encoders alone learn).
+    """
+    if stop_target:
+        v_p, v_c = tf.stop_gradient(v_p), tf.stop_gradient(v_c)
+    kl = lambda mu, sigma, mean=None: kl_to_unit_gaussian(mu, sigma, mean, per_dimension)  # noqa: E731
+    return kl(mu_p, sigma_p, v_p) + kl(mu_c, sigma_c, v_c) + kl(mu_z, sigma_z)
 
 
 def l1(target, prediction):

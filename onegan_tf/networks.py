@@ -75,12 +75,14 @@ class Embedding(keras.Model):
 class PreImageGenerator(keras.Model):
     """G_bg0 and G_fg0 (Tab. 3-4): Linear(d + d_z, s*s*2w) -> reshape -> GLU-LNorm -> UPBlk -> UPBlk = A.
 
-    Called on `(v, z)`; returns the pre-image A (image_size/8 square, `widths[2]` channels).
+    Called on `(v, z)`; returns the pre-image A (image_size/8 square, `widths[2]` channels). `code_gain`
+    multiplies v before the Linear layer (1 in the paper; docs/design.md §3, `--shape_code_gain` for G_fg0).
     """
 
-    def __init__(self, image_size: int, widths: tuple, norm: str = "glu_lnorm", **kwargs):
+    def __init__(self, image_size: int, widths: tuple, norm: str = "glu_lnorm", code_gain: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.image_size, self.widths, self.norm = image_size, tuple(widths), norm
+        self.code_gain = float(code_gain)
         self.side = image_size // 32
         self.fc = _dense(self.side * self.side * 2 * widths[0], bias=False, name="fc")
         self.glu = GLUNorm(norm, name="glu")
@@ -89,13 +91,15 @@ class PreImageGenerator(keras.Model):
 
     def call(self, inputs):
         v, z = inputs
+        if self.code_gain != 1.0:
+            v = v * self.code_gain
         x = self.fc(ops.concatenate([v, ops.cast(z, v.dtype)], -1))
         x = ops.reshape(x, (-1, self.side, self.side, 2 * self.widths[0]))
         return self.up2(self.up1(self.glu(x)))
 
     def get_config(self):
         return {**super().get_config(), "image_size": self.image_size, "widths": list(self.widths),
-                "norm": self.norm}
+                "norm": self.norm, "code_gain": self.code_gain}
 
 
 @register
@@ -134,11 +138,15 @@ class ForegroundRenderer(keras.Model):
 
     Called on `(C_fg0, v_p, v_c)`; returns {"I_fg": tanh image, "I_m": sigmoid mask}. With `mask_sees_parent`
     the mask head also receives v_p (a documented deviation for small-scale training; off in the paper configs).
+    With `mask_before_child` it reads res_p's output instead of res_c's, so that the mask is a function of v_p
+    and z alone, as FineGAN's parent stage draws the shape (a deviation; off in the paper configs).
     """
 
-    def __init__(self, widths: tuple, norm: str = "glu_lnorm", mask_sees_parent: bool = False, **kwargs):
+    def __init__(self, widths: tuple, norm: str = "glu_lnorm", mask_sees_parent: bool = False,
+                 mask_before_child: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.widths, self.norm, self.mask_sees_parent = tuple(widths), norm, mask_sees_parent
+        self.mask_before_child = mask_before_child
         self.res_p = ResBlock(widths[0], norm, name="res_p")
         self.res_c = ResBlock(widths[1], norm, name="res_c")
         self.to_rgb = conv(3, 3, bias=True, name="to_rgb", dtype="float32")
@@ -146,13 +154,16 @@ class ForegroundRenderer(keras.Model):
 
     def call(self, inputs):
         C_fg0, v_p, v_c = inputs
-        C_fg2 = ops.cast(self.res_c((self.res_p((C_fg0, v_p)), v_c)), "float32")
-        mask_in = ops.concatenate([C_fg2, broadcast_code(v_p, C_fg2)], -1) if self.mask_sees_parent else C_fg2
+        C_fg1 = self.res_p((C_fg0, v_p))
+        C_fg2 = ops.cast(self.res_c((C_fg1, v_c)), "float32")
+        mask_in = ops.cast(C_fg1, "float32") if self.mask_before_child else C_fg2
+        if self.mask_sees_parent:
+            mask_in = ops.concatenate([mask_in, broadcast_code(v_p, mask_in)], -1)
         return {"I_fg": ops.tanh(self.to_rgb(C_fg2)), "I_m": ops.sigmoid(self.to_mask(mask_in))}
 
     def get_config(self):
         return {**super().get_config(), "widths": list(self.widths), "norm": self.norm,
-                "mask_sees_parent": self.mask_sees_parent}
+                "mask_sees_parent": self.mask_sees_parent, "mask_before_child": self.mask_before_child}
 
 
 class _DenseNormAct(keras.layers.Layer):
@@ -380,9 +391,10 @@ def build_networks(cfg: ModelConfig, names: tuple[str, ...] = NETWORK_NAMES) -> 
         "V_c": Embedding(cfg.n_child, cfg.d_c, name="V_c"),
         "G_bg0": PreImageGenerator(S, gen[:3], cfg.norm, name="G_bg0"),
         "G_bg1": BackgroundRenderer(gen[3:], cfg.norm, name="G_bg1"),
-        "G_fg0": PreImageGenerator(S, gen[:3], cfg.norm, name="G_fg0"),
+        "G_fg0": PreImageGenerator(S, gen[:3], cfg.norm, cfg.shape_code_gain, name="G_fg0"),
         "G_fg1": ForegroundUpsampler(tuple(w(c) for c in FG1_WIDTHS), cfg.norm, name="G_fg1"),
-        "G_fg2": ForegroundRenderer(tuple(w(c) for c in FG2_WIDTHS), cfg.norm, cfg.mask_sees_parent, name="G_fg2"),
+        "G_fg2": ForegroundRenderer(tuple(w(c) for c in FG2_WIDTHS), cfg.norm, cfg.mask_sees_parent,
+                                    cfg.mask_before_child, name="G_fg2"),
         "E_c": StyleEncoder(S, enc, hidden, cfg.n_child, cfg.d_c, name="E_c"),
         "E_p": ShapeEncoder(S, enc, hidden, cfg.n_parent, cfg.d_p, cfg.d_z, gen[2], cfg.norm, name="E_p"),
         "E_bg": BackgroundEncoder(S, enc[:3], gen[2], cfg.norm, name="E_bg"),

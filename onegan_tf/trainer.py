@@ -405,7 +405,8 @@ class OneGANTrainer(tf.Module):
         terms = {}
         if tc.weight_VAE:
             terms[f"{path}/L_VAE"] = losses.vae_loss(rec["mu_p"], rec["sigma_p"], rec["v_p"], rec["mu_c"],
-                                                     rec["sigma_c"], rec["v_c"], rec["mu_z"], rec["sigma_z"])
+                                                     rec["sigma_c"], rec["v_c"], rec["mu_z"], rec["sigma_z"],
+                                                     tc.vae_kl_per_dimension, tc.vae_stop_target)
         if tc.weight_REC:
             terms[f"{path}/L_REC"] = losses.reconstruction_loss(
                 source, rec["I_hat"], *((sg(gen["I_bg"]), rec["I_bg_hat"], sg(gen["I_m"]), rec["I_m_hat"])

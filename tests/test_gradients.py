@@ -119,9 +119,9 @@ def groups(tr: OneGANTrainer) -> dict:
     return out
 
 
-def logged_step(phase: str) -> LoggedStep:
+def logged_step(phase: str, **overrides) -> LoggedStep:
     keras.utils.set_random_seed(0)
-    cfg = tiny_config(**WEIGHTS)
+    cfg = tiny_config(**WEIGHTS, **overrides)
     tr = OneGANTrainer(cfg)
     tr.init_clones()
     b, s = cfg.train.batch_size, cfg.model.image_size
@@ -175,3 +175,10 @@ def test_the_two_updates_train_disjoint_variables(phase_iib):
 @pytest.mark.parametrize("term", sorted(ROUTES))
 def test_each_logged_term_trains_the_networks_the_design_says(phase_iib, term):
     assert phase_iib.trained(term) == ROUTES[term]
+
+
+def test_a_stopped_vae_target_trains_the_encoders_alone():
+    # --vae_stop_target: the other reading of Eq. 15's target v (docs/design.md, Readings of the training step).
+    step = logged_step("IIb", vae_stop_target=True)
+    for path in ("rec_fake", "rec_real"):
+        assert step.trained(f"{path}/L_VAE") == {"E_c", "E_p"}

@@ -166,6 +166,34 @@ def test_vae_loss_sums_the_three_kl_terms_of_eq15():
     assert value(losses.vae_loss(*a)) == pytest.approx(expected, rel=1e-5)
 
 
+def test_vae_loss_per_dimension_divides_each_kl_by_its_code_size():
+    rng = np.random.default_rng(2)
+    sizes = {"p": 2, "c": 3, "z": 5}
+    codes = {k: [rng.normal(size=(4, d)) for _ in range(3)] for k, d in sizes.items()}
+    (mu_p, sigma_p, v_p), (mu_c, sigma_c, v_c), (mu_z, sigma_z, _) = codes.values()
+    expected = (_kl_closed_form(mu_p, sigma_p, v_p) / 2 + _kl_closed_form(mu_c, sigma_c, v_c) / 3
+                + _kl_closed_form(mu_z, sigma_z, 0.0) / 5)
+    got = losses.vae_loss(mu_p, sigma_p, v_p, mu_c, sigma_c, v_c, mu_z, sigma_z, per_dimension=True)
+    assert value(got) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("stop_target", [False, True])
+def test_vae_loss_reaches_its_target_means_unless_stopped(stop_target):
+    rng = np.random.default_rng(3)
+    mu_p, sigma_p, mu_c, sigma_c, mu_z, sigma_z = (tf.constant(rng.normal(size=(2, 3)), tf.float32)
+                                                    for _ in range(6))
+    v_p, v_c = tf.Variable(rng.normal(size=(2, 3)), dtype=tf.float32), tf.Variable(rng.normal(size=(2, 3)),
+                                                                                    dtype=tf.float32)
+    with tf.GradientTape() as tape:
+        loss = losses.vae_loss(mu_p, sigma_p, v_p, mu_c, sigma_c, v_c, mu_z, sigma_z, stop_target=stop_target)
+    grads = tape.gradient(loss, [v_p, v_c])
+    if stop_target:
+        assert grads == [None, None]
+    else:  # d/dv of 0.5 (mu - v)^2, batch mean: (v - mu) / B
+        np.testing.assert_allclose(grads[0].numpy(), (v_p.numpy() - mu_p.numpy()) / 2, rtol=1e-5)
+        np.testing.assert_allclose(grads[1].numpy(), (v_c.numpy() - mu_c.numpy()) / 2, rtol=1e-5)
+
+
 def test_l1_and_mse_of_known_values():
     a, b = tf.constant([[1.0, -1.0], [0.0, 2.0]]), tf.constant([[0.0, 1.0], [0.0, 0.0]])
     assert value(losses.l1(a, b)) == pytest.approx((1 + 2 + 0 + 2) / 4)

@@ -157,6 +157,18 @@ def test_mask_head_sees_the_parent_code_only_when_asked():
         assert G_fg2.to_mask.kernel.shape == (3, 3, widths[-1] + extra, 1)
 
 
+@pytest.mark.parametrize("before_child", [False, True])
+def test_mask_before_child_draws_the_outline_from_the_parent_code_and_z_alone(before_child):
+    cfg = small_config(32)
+    rng = np.random.default_rng(0)
+    C_fg0, v_p, v_c, other_v_c = (rng.normal(size=np.shape(x)).astype("float32")
+                                  for x in networks.network_inputs("G_fg2", cfg, 2) + (np.zeros((2, cfg.d_c)),))
+    G_fg2 = networks.ForegroundRenderer((cfg.width(32), cfg.width(16)), mask_before_child=before_child)
+    a, b = G_fg2((C_fg0, v_p, v_c)), G_fg2((C_fg0, v_p, other_v_c))
+    assert not np.allclose(a["I_fg"], b["I_fg"])   # the child code still paints the object
+    assert np.allclose(a["I_m"], b["I_m"]) == before_child
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Structure the counts do not show.
 
@@ -232,3 +244,18 @@ def test_pre_image_generator_rejects_a_code_of_the_wrong_width(small_nets):
     cfg, nets = small_nets
     with pytest.raises(ValueError, match=str(cfg.d_bg + cfg.d_z)):
         nets["G_bg0"]((np.zeros((1, cfg.d_bg), "float32"), np.zeros((1, 10), "float32")))
+
+
+def test_shape_code_gain_scales_the_parent_code_where_it_meets_z():
+    cfg = small_config(32)
+    rng = np.random.default_rng(0)
+    v_p = rng.normal(size=(2, cfg.d_p)).astype("float32")
+    z = rng.normal(size=(2, cfg.d_z)).astype("float32")
+    widths = networks.build_networks(cfg, names=("G_fg0",))["G_fg0"].widths
+    plain = networks.PreImageGenerator(32, widths)
+    gained = networks.PreImageGenerator(32, widths, code_gain=3.0)
+    plain((v_p, z))
+    gained((v_p, z))
+    gained.set_weights(plain.get_weights())
+    np.testing.assert_allclose(gained((v_p, z)), plain((3.0 * v_p, z)), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(gained((v_p, z)), plain((v_p, z)), atol=1e-3)
