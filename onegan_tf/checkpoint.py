@@ -32,7 +32,7 @@ import tensorflow as tf
 from onegan_tf.config import GENERATOR_WEIGHTS, Config, ConfigError
 from onegan_tf.ema import AVERAGED
 from onegan_tf.model import OneGAN
-from onegan_tf.segmenter import build_segmenter
+from onegan_tf.segmenter import build_segmenter, flip_averaged
 
 # The step counters of the trainer and of its distiller, as a run's checkpoints name them.
 STEP_KEY = "trainer/step/.ATTRIBUTES/VARIABLE_VALUE"
@@ -114,17 +114,18 @@ def restore_ema(model: OneGAN, path: str) -> None:
 
 
 def restore_segmenter(cfg: Config, path: str) -> keras.Model | None:
-    """The distilled segmenter of the trainer checkpoint at `path`; None when it took no distillation step."""
+    """The distilled segmenter of the trainer checkpoint at `path` (flip-averaged with `distill_flip_average`);
+    None when it took no distillation step."""
     names = dict(tf.train.list_variables(path))
     if DISTILL_STEP_KEY not in names or int(tf.train.load_variable(path, DISTILL_STEP_KEY)) < 1:
         return None
-    segmenter = build_segmenter(cfg.model)
+    segmenter = build_segmenter(cfg.model, cfg.train.distill_width)
     skeleton = tf.train.Checkpoint(trainer=tf.train.Checkpoint(distiller=tf.train.Checkpoint(segmenter=segmenter)))
     try:
         skeleton.restore(path).expect_partial().assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
         raise CheckpointMismatchError(f"segmenter of {path}: {_first_lines(e)}") from e
-    return segmenter
+    return flip_averaged(segmenter) if cfg.train.distill_flip_average else segmenter
 
 
 def has_ema(path: str) -> bool:

@@ -30,6 +30,7 @@ PRECISIONS = ("off", "mixed_float16", "mixed_bfloat16")
 AUTO = "auto"  # a setting estimated from the data when the run starts (mask_target)
 GENERATOR_WEIGHTS = ("ema", "raw")
 DISTILL_TARGETS = ("soft", "hard")
+DISTILL_AUGMENTATIONS = ("flip", "scale", "colour")
 
 
 def _field(default: Any, help: str, **kw) -> Any:  # noqa: A002 - mirrors absl's argument name
@@ -232,12 +233,23 @@ class TrainConfig:
     distill_target: str = _field("soft", "Distillation target: soft (the generator's I_m in [0, 1]) or hard "
                                  "(I_m > 0.5).")
     distill_learning_rate: float = _field(1e-3, "Adam learning rate of the distilled segmenter.")
+    distill_cosine: bool = _field(False, "Decay the distillation's learning rate along a half cosine from "
+                                  "distill_learning_rate to 0 over distill_steps (else constant).")
+    distill_width: float = _field(1.0, "Width multiplier of the distilled segmenter, on top of channel_mult "
+                                  "(widths floored at 8).")
+    distill_flip_average: bool = _field(False, "Ship the distilled segmenter flip-averaged: its mask is the "
+                                        "mean of the masks of the image and of its mirror (mirrored back), "
+                                        "at twice the inference cost.")
     distill_real: float = _field(0.0, "Fraction of each distillation batch taken from real training images, "
                                  "with the encoders' masks (the reconstruction path's I_m) as targets instead "
                                  "of the generator's (0 = generated pairs only, 1 = real images only).")
     distill_real_backgrounds: float = _field(
         0.0, "Fraction of the distillation's generated pairs composed (Eq. 5) on a real background patch "
         "(X_bg) instead of the generator's I_bg, the target still the generator's I_m (0 = none).")
+    distill_augment: str = _field("", "Augmentations of the distillation's generated pairs, comma-separated: "
+                                  "flip (image and mask mirrored), scale (a random square of 70-100 % of the "
+                                  "side, resized back), colour (brightness, contrast, saturation jitter of the "
+                                  "image); '' = none.")
     distill_from: str = _resumable("", "Run directory of a trained run to distil from: this run starts from "
                                    "its latest checkpoint's networks and EMA (its schedule must be finished "
                                    "and its settings those of this run, but for the distillation's) and runs "
@@ -307,6 +319,8 @@ class TrainConfig:
         if self.distill_target not in DISTILL_TARGETS:
             raise ConfigError(f"distill_target={self.distill_target!r} is not supported; allowed values: "
                               f"{DISTILL_TARGETS}")
+        if self.distill_width <= 0:
+            raise ConfigError(f"distill_width={self.distill_width} must be > 0")
         if self.distill_learning_rate <= 0:
             raise ConfigError(f"distill_learning_rate={self.distill_learning_rate} must be > 0")
         if not 0.0 <= self.distill_real <= 1.0:
@@ -314,6 +328,10 @@ class TrainConfig:
         if not 0.0 <= self.distill_real_backgrounds <= 1.0:
             raise ConfigError(f"distill_real_backgrounds={self.distill_real_backgrounds} must be a fraction in "
                               "[0, 1]")
+        unknown = set(self.distill_augmentations) - set(DISTILL_AUGMENTATIONS)
+        if unknown:
+            raise ConfigError(f"distill_augment={self.distill_augment!r}: unknown {sorted(unknown)}; allowed "
+                              f"values, comma-separated: {DISTILL_AUGMENTATIONS}")
         if self.distill_from and not self.distill_steps:
             raise ConfigError(f"distill_from={self.distill_from!r} runs only the distillation: set distill_steps > 0")
         if self.strategy not in STRATEGIES:
@@ -325,6 +343,11 @@ class TrainConfig:
         if self.final_split not in ("object", "test", "all"):
             raise ConfigError(f"final_split={self.final_split!r} is not supported; allowed values: "
                               "('object', 'test', 'all')")
+
+    @property
+    def distill_augmentations(self) -> tuple[str, ...]:
+        """The names of distill_augment, in order."""
+        return tuple(name for name in (n.strip() for n in self.distill_augment.split(",")) if name)
 
     @property
     def steps(self) -> int:
@@ -379,7 +402,8 @@ class Config:
 # What only the distillation reads (and the choice of generator weights, which training keeps both of): a
 # run started with --distill_from may set these otherwise than the run it starts from.
 DISTILLATION_SETTINGS = ("generator_weights", "distill_steps", "distill_target", "distill_learning_rate",
-                         "distill_real", "distill_real_backgrounds", "distill_from")
+                         "distill_real", "distill_real_backgrounds", "distill_augment", "distill_cosine",
+                         "distill_width", "distill_flip_average", "distill_from")
 
 
 def resumable_settings() -> tuple[str, ...]:

@@ -15,6 +15,12 @@ Two ways to show the segmenter more of the real domain, which the generator only
   patch (X_bg) instead of the generator's I_bg: I = X_bg * (1 - I_m) + I_fg * I_m, the target still I_m.
   The layered generator makes this possible; the real backgrounds carry the textures that G_bg smooths.
 
+The generated pairs may also be augmented (`distill_augment`) before the segmenter sees them, since real
+images vary in ways the generator's samples may not: `flip` mirrors image and mask, `scale` cuts a random
+square of 70-100 % of the side and resizes it back (the object appears larger and off-centre), `colour`
+jitters the image's brightness, contrast and saturation (the mask is unchanged). Real images of
+`distill_real` are left as they are: their targets come from the encoders, which saw them unaugmented.
+
 `Distiller` holds the segmenter, its optimiser and its step counter; the trainer tracks it, so the run's
 checkpoint holds the distillation too and a resumed run continues it exactly.
 """
@@ -26,10 +32,16 @@ import tensorflow as tf
 
 from onegan_tf.config import Config
 from onegan_tf.model import OneGAN, compose, sample_children, sample_z
-from onegan_tf.segmenter import build_segmenter
+from onegan_tf.segmenter import build_segmenter, flip_averaged
 
 # Salt of the distillation's random stream, so that its draws differ from the training steps' (seed, step).
 STREAM = 1 << 40
+# Salt of the augmentations' stream, so that turning them on leaves the classes and z of every step as they were.
+AUGMENT_STREAM = 1 << 41
+# The range of `scale`'s crop side (fraction of the image) and of `colour`'s jitter (brightness shift, and
+# the log-factors of contrast and saturation).
+CROP_SIDE = (0.7, 1.0)
+COLOUR_JITTER = 0.2
 
 
 def distillation_noise(seed: int, step, batch: int, cfg: Config) -> dict:
@@ -38,6 +50,32 @@ def distillation_noise(seed: int, step, batch: int, cfg: Config) -> dict:
     s = tf.random.experimental.stateless_split(key, 2)
     return {"child": sample_children(s[0], batch, cfg.model.n_child),
             "z": sample_z(s[1], batch, cfg.model.d_z)}
+
+
+def augment_pairs(key, image, mask, augment: tuple[str, ...]):
+    """The pairs (image [B, H, W, 3] in [-1, 1], mask [B, H, W, 1]) under the augmentations named in `augment`
+    (flip, scale, colour; module docstring), each sample drawn independently from the stateless `key`."""
+    b = tf.shape(image)[0]
+    keys = tf.random.experimental.stateless_split(key, 4)
+    if "flip" in augment:
+        flip = tf.random.stateless_uniform([b, 1, 1, 1], keys[0]) < 0.5
+        image = tf.where(flip, tf.reverse(image, [2]), image)
+        mask = tf.where(flip, tf.reverse(mask, [2]), mask)
+    if "scale" in augment:
+        side = tf.random.stateless_uniform([b, 1], keys[1], *CROP_SIDE)
+        corner = tf.random.stateless_uniform([b, 2], keys[2]) * (1.0 - side)
+        boxes = tf.concat([corner, corner + side], 1)
+        size = tf.shape(image)[1:3]
+        both = tf.image.crop_and_resize(tf.concat([image, tf.cast(mask, image.dtype)], -1), boxes, tf.range(b), size)
+        image, mask = both[..., :3], tf.cast(both[..., 3:], mask.dtype)
+    if "colour" in augment:
+        u = tf.random.stateless_uniform([3, b, 1, 1, 1], keys[3], -COLOUR_JITTER, COLOUR_JITTER)
+        grey = tf.reduce_mean(image, -1, keepdims=True)
+        image = grey + (image - grey) * tf.exp(u[2])
+        mean = tf.reduce_mean(image, [1, 2, 3], keepdims=True)
+        image = mean + (image - mean) * tf.exp(u[1]) + u[0]
+        image = tf.clip_by_value(image, -1.0, 1.0)
+    return image, mask
 
 
 def real_count(tc) -> int:
@@ -76,11 +114,21 @@ class Distiller(tf.Module):
         super().__init__(name="distiller")
         tc = cfg.train
         self.cfg = cfg
-        self.segmenter = build_segmenter(cfg.model)
-        self.optimizer = keras.optimizers.Adam(tc.distill_learning_rate, name="opt_S")
+        self.segmenter = build_segmenter(cfg.model, tc.distill_width)
+        rate = tc.distill_learning_rate
+        if tc.distill_cosine:
+            rate = keras.optimizers.schedules.CosineDecay(rate, tc.distill_steps)
+        self.optimizer = keras.optimizers.Adam(rate, name="opt_S")
         self.optimizer.build(self.segmenter.trainable_variables)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="distill_step")
         self._untracked = {}
+
+    def shipped_segmenter(self) -> keras.Model:
+        """The segmenter as the run writes, evaluates and serves it: flip-averaged with
+        `distill_flip_average` (a copy of the trained weights then), else the trained network itself."""
+        if self.cfg.train.distill_flip_average:
+            return flip_averaged(self.segmenter)
+        return self.segmenter
 
     def train_step(self, model: OneGAN, real=None, backgrounds=None) -> dict:
         """One distillation step on fresh pairs of `model`'s generator, with the `real` images (X_c) and the
@@ -108,8 +156,13 @@ class Distiller(tf.Module):
                 n_bg = backgrounds.shape[0]
                 on_real = compose(tf.cast(backgrounds, image.dtype), gen["I_fg"][:n_bg], gen["I_m"][:n_bg])
                 image = tf.concat([on_real, image[n_bg:]], 0)
+            mask = gen["I_m"]
+            if tc.distill_augmentations:
+                key = tf.stack([tf.cast(tc.seed, tf.int64), AUGMENT_STREAM + self.step])
+                image, mask = augment_pairs(key, tf.cast(image, tf.float32), tf.cast(mask, tf.float32),
+                                            tc.distill_augmentations)
             images.append(image)
-            masks.append(gen["I_m"])
+            masks.append(mask)
         if real is not None:
             images.append(real)
             masks.append(model.reconstruct(real)["I_m_hat"])

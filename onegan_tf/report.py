@@ -145,7 +145,9 @@ def metric_rows(report: dict, base: dict, raw_generation: dict | None = None) ->
     if len(routes) > 1:
         enc, dist = (m[k]["images_per_s"] for k, _ in routes)
         rows.append(("segmentation", "images/s, reconstruction path (3 encoders, 2 generators)", f"{enc:.0f}", ""))
-        rows.append(("segmentation", "images/s, distilled segmenter (one U-Net)",
+        passes = ("one U-Net on the image and its mirror"
+                  if report.get("config", {}).get("train", {}).get("distill_flip_average") else "one U-Net")
+        rows.append(("segmentation", f"images/s, distilled segmenter ({passes})",
                      f"{dist:.0f} ({dist / enc:.1f}x)", ""))
     if "clustering" in m:
         c = m["clustering"]

@@ -180,7 +180,7 @@ def dry_run(cfg: Config, out=None) -> dict:
         print(f"  {name:<6} {n:>14,}", file=out)
     print(f"  {'total':<6} {sum(counts.values()):>14,}", file=out)
     tc = cfg.train
-    segmenter = build_segmenter(cfg.model).count_params() if tc.distill_steps else None
+    segmenter = build_segmenter(cfg.model, tc.distill_width).count_params() if tc.distill_steps else None
     if segmenter:
         print(f"  and the distilled segmenter {segmenter:,}", file=out)
     print("\nStep plan:", file=out)
@@ -352,7 +352,7 @@ def _finish(cfg: Config, trainer, end_step: int, summary: dict) -> None:
     if tc.final_eval or tc.final_export:
         final = finalize_run(cfg, trainer.generation_model, end_step,
                              raw_model=trainer.model if tc.generator_weights == "ema" else None,
-                             segmenter=trainer.distiller.segmenter if tc.distill_steps else None)
+                             segmenter=trainer.distiller.shipped_segmenter() if tc.distill_steps else None)
         summary["report"] = os.path.join(tc.run_dir, "report.md")
         print(f"  report: {summary['report']} (final evaluation and export: {final['wall_s']} s)", flush=True)
 
@@ -392,7 +392,7 @@ def _distill(cfg: Config, trainer, manager, writer, chief) -> dict:
             manager.save(checkpoint_number=tc.steps + done)
     progress.close()
     if chief:
-        save_keras(distiller.segmenter, os.path.join(run_dir, SEGMENTER_FILE))
+        save_keras(distiller.shipped_segmenter(), os.path.join(run_dir, SEGMENTER_FILE))
     return values
 
 

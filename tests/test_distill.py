@@ -16,13 +16,14 @@ import shutil
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from tiny import tiny_config, train_env
 
 from onegan_tf.config import ConfigError
-from onegan_tf.distill import distillation_target, segmentation_loss
+from onegan_tf.distill import augment_pairs, distillation_target, segmentation_loss
 from onegan_tf.ema import AVERAGED, ema_beta, ema_update
 
 
@@ -78,12 +79,78 @@ def test_distillation_targets_soft_masks_or_thresholded_ones():
     assert float(loss) == pytest.approx(-(0.7 * np.log(0.9) + 0.3 * np.log(0.1)), rel=1e-5)
 
 
+def _pairs(n=16, size=8):
+    """Images whose first channel is the mask (scaled to [-1, 1]) and whose other channels are noise."""
+    mask = tf.cast(tf.random.stateless_uniform([n, size, size, 1], [1, 2]) > 0.5, tf.float32)
+    noise = tf.random.stateless_uniform([n, size, size, 2], [3, 4], -1.0, 1.0)
+    return tf.concat([2.0 * mask - 1.0, noise], -1), mask
+
+
+def test_augmentations_move_the_mask_with_the_image():
+    image, mask = _pairs()
+    key = tf.constant([5, 6], tf.int64)
+    for augment in (("flip",), ("scale",), ("flip", "scale")):
+        out, out_mask = augment_pairs(key, image, mask, augment)
+        assert out.shape == image.shape and out_mask.shape == mask.shape
+        # Image and mask went through the same geometry, so the first channel is still the mask.
+        np.testing.assert_allclose((out[..., :1].numpy() + 1.0) / 2.0, out_mask.numpy(), atol=1e-5)
+        moved = np.any(np.abs(out_mask.numpy() - mask.numpy()) > 1e-3, axis=(1, 2, 3))
+        assert 0 < moved.sum() <= len(moved), augment
+    # A flip is a mirror or nothing, per sample (about half of them).
+    flipped, flipped_mask = augment_pairs(key, image, mask, ("flip",))
+    mirrored = np.all(flipped_mask.numpy() == mask.numpy()[:, :, ::-1], axis=(1, 2, 3))
+    kept = np.all(flipped_mask.numpy() == mask.numpy(), axis=(1, 2, 3))
+    assert np.all(mirrored | kept) and 0 < mirrored.sum() < len(mirrored)
+    # Colour jitter changes the image only, within [-1, 1]; the same key draws the same augmentation.
+    out, out_mask = augment_pairs(key, image, mask, ("colour",))
+    np.testing.assert_array_equal(out_mask.numpy(), mask.numpy())
+    assert not np.allclose(out.numpy(), image.numpy()) and float(tf.reduce_max(tf.abs(out))) <= 1.0
+    np.testing.assert_array_equal(augment_pairs(key, image, mask, ("colour",))[0].numpy(), out.numpy())
+
+
+def test_cosine_decay_brings_the_distillation_rate_to_zero_and_width_scales_the_segmenter():
+    from onegan_tf.distill import Distiller
+    from onegan_tf.segmenter import segmenter_widths
+
+    cfg = tiny_config(distill_steps=10, distill_cosine=True, distill_learning_rate=1e-3)
+    optimizer = Distiller(cfg).optimizer
+    for step, rate in ((0, 1e-3), (5, 0.5e-3), (10, 0.0)):
+        optimizer.iterations.assign(step)
+        assert float(optimizer.learning_rate) == pytest.approx(rate, abs=1e-9)
+    constant = Distiller(tiny_config(distill_steps=10)).optimizer
+    constant.iterations.assign(10)
+    assert float(constant.learning_rate) == pytest.approx(1e-3)
+    wide = segmenter_widths(tiny_config(distill_width=2.0).model, 2.0)
+    assert wide == tuple(2 * w for w in segmenter_widths(cfg.model))
+
+
+def test_flip_averaged_segmenter_is_the_mean_over_the_mirror_and_loads_with_keras_alone(tmp_path):
+    from onegan_tf.segmenter import build_segmenter, flip_averaged
+
+    segmenter = build_segmenter(tiny_config().model)
+    for w in segmenter.weights:  # weights far from symmetric, so that the mirror matters
+        w.assign(tf.random.stateless_normal(w.shape, [7, len(w.name)], stddev=0.3))
+    x = tf.random.stateless_uniform([3, 32, 32, 3], [8, 9], -1.0, 1.0)
+    want = 0.5 * (segmenter(x) + tf.reverse(segmenter(tf.reverse(x, [2])), [2])).numpy()
+    assert not np.allclose(segmenter(x).numpy(), want, atol=1e-3), "a flip-invariant segmenter proves nothing"
+    averaged = flip_averaged(segmenter)
+    np.testing.assert_allclose(averaged(x).numpy(), want, atol=1e-5)
+    path = str(tmp_path / "segmenter.keras")
+    averaged.save(path)
+    np.testing.assert_allclose(keras.saving.load_model(path)(x).numpy(), want, atol=1e-5)
+
+
 def test_config_refuses_an_ema_that_does_not_exist_and_unknown_targets():
     with pytest.raises(ConfigError, match="generator_weights='ema' needs an EMA"):
         tiny_config(ema_kimg=0.0)
     tiny_config(ema_kimg=0.0, generator_weights="raw")
     with pytest.raises(ConfigError, match="distill_target"):
         tiny_config(distill_target="fuzzy")
+    with pytest.raises(ConfigError, match="distill_augment='flip,blur': unknown \\['blur'\\]"):
+        tiny_config(distill_augment="flip,blur")
+    assert tiny_config(distill_augment=" flip, colour").train.distill_augmentations == ("flip", "colour")
+    with pytest.raises(ConfigError, match="distill_width"):
+        tiny_config(distill_width=0.0)
 
 
 # ------------------------------------------------------------------------------------------ end to end
@@ -158,7 +225,8 @@ def test_distillation_trains_checkpoints_resumes_redistils_exports_and_serves(tm
         train(_config(str(tmp_path / "other"), distill_from=full, weight_RM=1.0))
     redo = str(tmp_path / "redo")
     summary = train(_config(redo, distill_from=full, distill_target="hard", distill_real=0.5,
-                            distill_real_backgrounds=0.5))
+                            distill_real_backgrounds=0.5, distill_augment="flip,scale,colour",
+                            distill_cosine=True, distill_width=2.0, distill_flip_average=True))
     assert summary["distilled_from"] == final and summary["start_step"] == summary["end_step"] == steps
     remade = os.path.join(redo, "ckpt", f"ckpt-{steps + DISTILL_STEPS}")
     schedule = {name for name, _ in tf.train.list_variables(final)
@@ -168,11 +236,22 @@ def test_distillation_trains_checkpoints_resumes_redistils_exports_and_serves(tm
         np.testing.assert_array_equal(tf.train.load_variable(remade, name), tf.train.load_variable(final, name),
                                       err_msg=name)
     assert int(tf.train.load_variable(remade, "trainer/distiller/step/.ATTRIBUTES/VARIABLE_VALUE")) == DISTILL_STEPS
-    name = "trainer/distiller/optimizer/_trainable_variables/0/.ATTRIBUTES/VARIABLE_VALUE"  # a segmenter kernel
-    assert not np.allclose(tf.train.load_variable(remade, name), tf.train.load_variable(final, name))
+    # A segmenter kernel: the new segmenter is twice as wide (--distill_width=2), so nothing of the source's
+    # segmenter was carried over.
+    name = "trainer/distiller/optimizer/_trainable_variables/0/.ATTRIBUTES/VARIABLE_VALUE"
+    assert tf.train.load_variable(remade, name).shape[-1] == 2 * tf.train.load_variable(final, name).shape[-1]
     with open(os.path.join(redo, "metrics.jsonl")) as f:
         logged = [json.loads(line) for line in f]
     assert logged and all({"distill/IoU_generator", "distill/IoU_encoder"} <= r.keys() for r in logged)
+    # The re-distilled segmenter is twice as wide and shipped flip-averaged, from the checkpoint and the file.
+    shipped = load_run(redo).segmenter
+    trained = shipped.get_layer("segmenter")
+    assert trained.get_layer("down0_conv1").filters == 2 * load_run(full).segmenter.get_layer("down0_conv1").filters
+    x = tf.random.stateless_uniform([2, 32, 32, 3], [1, 1], -1.0, 1.0)
+    want = 0.5 * (trained(x) + tf.reverse(trained(tf.reverse(x, [2])), [2])).numpy()
+    np.testing.assert_allclose(shipped(x).numpy(), want, atol=1e-5)
+    np.testing.assert_allclose(keras.saving.load_model(os.path.join(redo, "segmenter.keras"))(x).numpy(), want,
+                               atol=1e-5)
 
     # The run loads with the shadow generators and the segmenter; export, then serve from a fresh process.
     run, raw = load_run(resumed), load_run(resumed, weights="raw")
