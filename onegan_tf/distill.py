@@ -137,9 +137,9 @@ class Distiller(tf.Module):
         tc = self.cfg.train
         for name, given, count in (("distill_real", real, real_count(tc)),
                                    ("distill_real_backgrounds", backgrounds, background_count(tc))):
-            if (0 if given is None else int(given.shape[0])) != count:
-                raise ValueError(f"{name}={getattr(tc, name)} takes {count} real images a step; got "
-                                 f"{0 if given is None else int(given.shape[0])}")
+            got = 0 if given is None else int(given.shape[0])
+            if got != count:
+                raise ValueError(f"{name}={getattr(tc, name)} takes {count} real images a step; got {got}")
         if "fn" not in self._untracked:
             self._untracked["fn"] = tf.function(lambda x, b: self._step(model, x, b))
         return self._untracked["fn"](real, backgrounds)

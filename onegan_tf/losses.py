@@ -9,6 +9,8 @@ weights between equations (Eq. 14, 18) are configurable and applied by the train
 
 from __future__ import annotations
 
+import functools
+
 import tensorflow as tf
 
 REAL, FAKE = 1.0, 0.0
@@ -127,7 +129,7 @@ def vae_loss(mu_p, sigma_p, v_p, mu_c, sigma_c, v_c, mu_z, sigma_z, per_dimensio
     """
     if stop_target:
         v_p, v_c = tf.stop_gradient(v_p), tf.stop_gradient(v_c)
-    kl = lambda mu, sigma, mean=None: kl_to_unit_gaussian(mu, sigma, mean, per_dimension)  # noqa: E731
+    kl = functools.partial(kl_to_unit_gaussian, per_dimension=per_dimension)
     return kl(mu_p, sigma_p, v_p) + kl(mu_c, sigma_c, v_c) + kl(mu_z, sigma_z)
 
 
