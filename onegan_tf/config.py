@@ -82,6 +82,12 @@ class ModelConfig:
                                     "(1 = the paper). z ~ N(0, I) has norm about sqrt(d_z) there while L_Rv keeps "
                                     "v_p near unit norm, so z outweighs the parent in the pre-image A_fg that "
                                     "shapes the outline; sqrt(d_z) evens them at the start (docs/design.md §3).")
+    pose_warp: bool = _field(False, "Draw I_fg and I_m of G_fg2 in a canonical pose and place them by a pose "
+                             "(turn, mirror, scale, shift) from a small head on z, so that one parent code "
+                             "covers its family in every pose (not in the paper; docs/design.md §3).")
+    pose_turn_init: float = _field(0.0, "With --pose_warp: spread in radians of the turns (in-plane and about "
+                                   "the vertical axis, which mirrors) that the pose head draws at "
+                                   "initialisation; 0 starts every sample at the identity pose.")
 
     def __post_init__(self):
         if self.image_size not in IMAGE_SIZES:
@@ -99,6 +105,11 @@ class ModelConfig:
                 f"parent c // (n_child // n_parent) (docs/design.md §1)")
         if not self.shape_code_gain > 0:
             raise ConfigError(f"shape_code_gain={self.shape_code_gain} must be > 0 (1 = the paper)")
+        if self.pose_turn_init < 0:
+            raise ConfigError(f"pose_turn_init={self.pose_turn_init} must be >= 0 (0 = start at the identity pose)")
+        if self.pose_turn_init and not self.pose_warp:
+            raise ConfigError(f"pose_turn_init={self.pose_turn_init} needs pose_warp=True (--pose_warp): "
+                              "without it there is no pose head to initialise")
         if self.norm not in NORMS:
             raise ConfigError(f"norm={self.norm!r} is not supported; allowed values: {NORMS}")
         if not self.bypass and not self.mixup_preimages:

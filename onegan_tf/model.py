@@ -123,9 +123,16 @@ class OneGAN(tf.Module):
         A_bg = self.G_bg0((codes["v_bg"], z), training=training)
         A_fg = self.G_fg0((codes["v_p"], z), training=training)
         I_bg = self.G_bg1(A_bg, training=training)
-        fg = self.G_fg2((self.G_fg1(A_fg, training=training), codes["v_p"], codes["v_c"]), training=training)
+        fg = self.G_fg2((self.G_fg1(A_fg, training=training), codes["v_p"], codes["v_c"]) + self.pose_of(z),
+                        training=training)
         return {**codes, "z": z, "A_bg": A_bg, "A_fg": A_fg, "I_bg": I_bg, **fg,
                 "I": compose(I_bg, fg["I_fg"], fg["I_m"])}
+
+    def pose_of(self, z) -> tuple:
+        """G_fg2's pose input: (z,) with `--pose_warp`, which places the canonical foreground by a pose taken
+        from z (z^ on the reconstruction path, so the bypass B_fg learns the object in the canonical pose too;
+        docs/design.md §3), else nothing."""
+        return (z,) if self.cfg.pose_warp else ()
 
     # -- encoders (Eq. 6-8) ------------------------------------------------------------------------------
     def encode(self, I, training: bool = False) -> dict:
@@ -166,7 +173,8 @@ class OneGAN(tf.Module):
         # Step 3: foreground.
         A_fg = self.G_fg0((v_pmix, z_hat), training=training)
         A_fgmix = mix(A_fg, enc["B_fg"], betas["beta3"]) if self.cfg.bypass else A_fg           # mixup 3
-        fg = self.G_fg2((self.G_fg1(A_fgmix, training=training), v_pmix, v_cmix), training=training)
+        fg = self.G_fg2((self.G_fg1(A_fgmix, training=training), v_pmix, v_cmix) + self.pose_of(z_hat),
+                        training=training)
         # Step 4: background, encoded with the predicted mask.
         A_bg = self.G_bg0((codes["v_bg"], z_hat), training=training)
         out = {}

@@ -20,6 +20,7 @@ from keras import ops
 
 from onegan_tf.config import ModelConfig
 from onegan_tf.layers import DownBlock, GLUNorm, Normalize, ResBlock, SameBlock, UpBlock, broadcast_code, conv, register
+from onegan_tf.pose import PoseWarp
 
 # image size -> (resize target, strides of the three convs); Tab. 8 is the 128 row. Patch grids: 4x4, 3x3, 5x5.
 D_BG_GEOMETRY = {128: (126, (2, 2, 4)), 64: (62, (2, 2, 2)), 32: (30, (2, 1, 1))}
@@ -140,30 +141,44 @@ class ForegroundRenderer(keras.Model):
     the mask head also receives v_p (a documented deviation for small-scale training; off in the paper configs).
     With `mask_before_child` it reads res_p's output instead of res_c's, so that the mask is a function of v_p
     and z alone, as FineGAN's parent stage draws the shape (a deviation; off in the paper configs).
+    With `pose_warp` it is called on `(C_fg0, v_p, v_c, z)`: I_fg and I_m are drawn in a canonical pose and
+    placed by a pose taken from z (`pose.PoseWarp`, `turn_init` its initial spread of turns; a deviation, off
+    in the paper configs; docs/design.md §3).
     """
 
     def __init__(self, widths: tuple, norm: str = "glu_lnorm", mask_sees_parent: bool = False,
-                 mask_before_child: bool = False, **kwargs):
+                 mask_before_child: bool = False, pose_warp: bool = False, turn_init: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.widths, self.norm, self.mask_sees_parent = tuple(widths), norm, mask_sees_parent
         self.mask_before_child = mask_before_child
+        self.pose_warp, self.turn_init = pose_warp, float(turn_init)
         self.res_p = ResBlock(widths[0], norm, name="res_p")
         self.res_c = ResBlock(widths[1], norm, name="res_c")
         self.to_rgb = conv(3, 3, bias=True, name="to_rgb", dtype="float32")
         self.to_mask = conv(1, 3, bias=True, name="to_mask", dtype="float32")
+        if pose_warp:
+            self.pose = PoseWarp(turn_init, name="pose")
 
     def call(self, inputs):
-        C_fg0, v_p, v_c = inputs
+        if self.pose_warp != (len(inputs) == 4):
+            raise ValueError(f"G_fg2 {'with' if self.pose_warp else 'without'} pose_warp is called on "
+                             f"{'(C_fg0, v_p, v_c, z)' if self.pose_warp else '(C_fg0, v_p, v_c)'}; "
+                             f"got {len(inputs)} inputs")
+        C_fg0, v_p, v_c = inputs[:3]
         C_fg1 = self.res_p((C_fg0, v_p))
         C_fg2 = ops.cast(self.res_c((C_fg1, v_c)), "float32")
         mask_in = ops.cast(C_fg1, "float32") if self.mask_before_child else C_fg2
         if self.mask_sees_parent:
             mask_in = ops.concatenate([mask_in, broadcast_code(v_p, mask_in)], -1)
-        return {"I_fg": ops.tanh(self.to_rgb(C_fg2)), "I_m": ops.sigmoid(self.to_mask(mask_in))}
+        I_fg, I_m = ops.tanh(self.to_rgb(C_fg2)), ops.sigmoid(self.to_mask(mask_in))
+        if self.pose_warp:
+            I_fg, I_m = self.pose(([I_fg, I_m], inputs[3]))
+        return {"I_fg": I_fg, "I_m": I_m}
 
     def get_config(self):
         return {**super().get_config(), "widths": list(self.widths), "norm": self.norm,
-                "mask_sees_parent": self.mask_sees_parent, "mask_before_child": self.mask_before_child}
+                "mask_sees_parent": self.mask_sees_parent, "mask_before_child": self.mask_before_child,
+                "pose_warp": self.pose_warp, "turn_init": self.turn_init}
 
 
 class _DenseNormAct(keras.layers.Layer):
@@ -394,7 +409,7 @@ def build_networks(cfg: ModelConfig, names: tuple[str, ...] = NETWORK_NAMES) -> 
         "G_fg0": PreImageGenerator(S, gen[:3], cfg.norm, cfg.shape_code_gain, name="G_fg0"),
         "G_fg1": ForegroundUpsampler(tuple(w(c) for c in FG1_WIDTHS), cfg.norm, name="G_fg1"),
         "G_fg2": ForegroundRenderer(tuple(w(c) for c in FG2_WIDTHS), cfg.norm, cfg.mask_sees_parent,
-                                    cfg.mask_before_child, name="G_fg2"),
+                                    cfg.mask_before_child, cfg.pose_warp, cfg.pose_turn_init, name="G_fg2"),
         "E_c": StyleEncoder(S, enc, hidden, cfg.n_child, cfg.d_c, name="E_c"),
         "E_p": ShapeEncoder(S, enc, hidden, cfg.n_parent, cfg.d_p, cfg.d_z, gen[2], cfg.norm, name="E_p"),
         "E_bg": BackgroundEncoder(S, enc[:3], gen[2], cfg.norm, name="E_bg"),
@@ -418,7 +433,7 @@ def network_inputs(name: str, cfg: ModelConfig, batch: int = 1):
         "G_fg0": (ops.zeros((batch, cfg.d_p)), ops.zeros((batch, cfg.d_z))),
         "G_bg1": A, "G_fg1": A,
         "G_fg2": (ops.zeros((batch, S, S, cfg.width(FG1_WIDTHS[-1]))), ops.zeros((batch, cfg.d_p)),
-                  ops.zeros((batch, cfg.d_c))),
+                  ops.zeros((batch, cfg.d_c))) + ((ops.zeros((batch, cfg.d_z)),) if cfg.pose_warp else ()),
         "E_c": img, "E_p": img, "E_bg": (img, ops.zeros((batch, S, S, 1))), "D_bg": img, "D_c": img,
     }[name]
 

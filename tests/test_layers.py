@@ -14,7 +14,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "onegan_tf"
 LAYERS = (
     ("runtime", "config", "cli", "files"),
     ("data",),
-    ("checks", "layers", "networks", "model", "losses", "adam", "ema", "segmenter", "figures", "metrics"),
+    ("checks", "layers", "pose", "networks", "model", "losses", "adam", "ema", "segmenter", "figures", "metrics"),
     ("trainer", "distill", "checkpoint", "flags"),
     ("flops", "machine", "tasks", "baselines", "classifier", "finetune", "serving", "export", "evaluate",
      "diagnose", "report", "bench", "train"),

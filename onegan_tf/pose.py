@@ -1,0 +1,116 @@
+"""The pose warp: the foreground drawn in a canonical pose, then placed by a pose taken from z (docs/design.md §3).
+
+Not in the paper (`--pose_warp`, off in every paper config and in the demo). With the paper's G_fg0 the pose
+code z sets the generated outline and the parent code barely moves it, while a real shape family comes in
+every rotation, mirror and scale; a parent that owns one outline cannot cover that (docs/parents/README.md).
+Here G_fg2 draws I_fg and I_m in a canonical frame and a small head on z turns, mirrors, scales and shifts
+them, so the same parent in any pose is one code and the encoder trained on the fakes can learn a family
+that does not depend on the pose.
+
+- `pose_matrix(pose)`  the pose parameters (B, 5) = (theta, phi, rho, t_x, t_y) -> (B, 2, 3) sampling map
+- `warp(images, M)`    bilinear sampling of images at M [x, y, 1] (normalised coordinates), differentiable in
+                       the images and in M, zero outside the canonical frame
+- `PoseWarp`           Linear(d_z, 5) on z -> pose_matrix -> warp, for the pair (I_fg, I_m)
+
+The sampling map reads each output pixel p from the canonical drawing at
+    e^rho * diag(cos phi, 1) * R(theta) * p + t,
+theta an in-plane turn, phi a turn about the vertical axis (phi = pi mirrors left and right; the way there
+passes through a narrowed object, so a mirror is reached continuously), e^rho a scale, t a shift.
+All zero is the identity: the head's weights start at zero (or with the turns spread by `turn_init`), so a
+model starts as the unwarped one. The sampling and the trigonometry are O(1) per pixel and per sample, left
+out of FLOPs as the resizes are (`flops.py`); the head's Linear layer is counted there.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from onegan_tf.layers import register
+
+POSE_PARAMETERS = ("theta", "phi", "rho", "t_x", "t_y")
+
+
+def pose_matrix(pose):
+    """(B, 5) pose parameters in the order of `POSE_PARAMETERS` -> (B, 2, 3) sampling maps."""
+    pose = ops.cast(pose, "float32")
+    theta, phi, rho, t_x, t_y = (pose[:, i] for i in range(len(POSE_PARAMETERS)))
+    c, s, scale = ops.cos(theta), ops.sin(theta), ops.exp(rho)
+    sx = scale * ops.cos(phi)
+    # diag(sx, scale) @ [[c, -s], [s, c]]
+    row_x = ops.stack([sx * c, -sx * s, t_x], -1)
+    row_y = ops.stack([scale * s, scale * c, t_y], -1)
+    return ops.stack([row_x, row_y], -2)
+
+
+def _grid(size: int):
+    """Pixel centres of a side in normalised coordinates, -1 + 1/size ... 1 - 1/size."""
+    return (2.0 * ops.arange(size, dtype="float32") + 1.0) / size - 1.0
+
+
+def warp(images, matrix):
+    """Sample `images` (B, H, W, C) at `matrix` (B, 2, 3) applied to each output pixel's normalised (x, y, 1).
+
+    Pixel centres map to normalised coordinates (2i + 1) / side - 1, so a quarter turn or a mirror maps the
+    grid onto itself and reproduces the pixels exactly. Outside the frame the samples are zero. Plain
+    `keras.ops`, so a `.keras` file holding it runs under every Keras 3 backend.
+    """
+    images = ops.convert_to_tensor(images)
+    dtype = images.dtype
+    x = ops.cast(images, "float32")
+    H, W, C = (int(d) for d in x.shape[1:])                                   # static, as every network's
+    gx, gy = ops.meshgrid(_grid(W), _grid(H))                                 # (H, W) each, x along W
+    p = ops.stack([ops.reshape(gx, (-1,)), ops.reshape(gy, (-1,)), ops.ones((H * W,))], -1)  # (HW, 3)
+    src = ops.einsum("bij,nj->bni", ops.cast(matrix, "float32"), p)          # (B, HW, 2)
+    sx = ((src[..., 0] + 1.0) * W - 1.0) / 2.0                                # pixel coordinates
+    sy = ((src[..., 1] + 1.0) * H - 1.0) / 2.0
+    x0, y0 = ops.floor(sx), ops.floor(sy)
+    wx, wy = sx - x0, sy - y0
+    flat = ops.reshape(x, (-1, H * W, C))
+    out = 0.0
+    for dx, dy, w in ((0.0, 0.0, (1 - wx) * (1 - wy)), (1.0, 0.0, wx * (1 - wy)),
+                      (0.0, 1.0, (1 - wx) * wy), (1.0, 1.0, wx * wy)):
+        xi, yi = x0 + dx, y0 + dy
+        inside = (xi >= 0) & (xi <= W - 1) & (yi >= 0) & (yi <= H - 1)
+        idx = ops.cast(ops.clip(yi, 0, H - 1) * W + ops.clip(xi, 0, W - 1), "int32")
+        corner = ops.take_along_axis(flat, ops.repeat(idx[..., None], C, axis=-1), axis=1)  # (B, HW, C)
+        out = out + corner * (w * ops.cast(inside, "float32"))[..., None]
+    return ops.cast(ops.reshape(out, (-1, H, W, C)), dtype)
+
+
+@register
+class PoseWarp(keras.layers.Layer):
+    """The pose head and warp of `--pose_warp`: called on `(images, z)` with images a list of (B, H, W, C)
+    tensors drawn in the canonical pose; returns them placed in the pose `pose_matrix(Linear(z))`.
+
+    `turn_init` is the spread (radians) of theta and phi the head draws at initialisation; 0 starts every
+    sample at the identity pose.
+    """
+
+    def __init__(self, turn_init: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.turn_init = float(turn_init)
+        self.head = keras.layers.Dense(len(POSE_PARAMETERS), use_bias=True, name="head", dtype="float32",
+                                       kernel_initializer="zeros")
+
+    def build(self, input_shape):
+        _, z_shape = input_shape
+        d_z = z_shape[-1]
+        self.head.build((None, d_z))
+        if self.turn_init > 0:
+            # z ~ N(0, I): a column of std turn_init / sqrt(d_z) gives theta and phi a spread of about turn_init.
+            kernel = keras.initializers.RandomNormal(stddev=self.turn_init / d_z ** 0.5)((d_z, len(POSE_PARAMETERS)))
+            turns = ops.convert_to_tensor([1.0, 1.0, 0.0, 0.0, 0.0])
+            self.head.kernel.assign(kernel * turns)
+
+    def pose(self, z):
+        """The (B, 5) pose parameters of z (`POSE_PARAMETERS`)."""
+        return self.head(ops.cast(z, "float32"))
+
+    def call(self, inputs):
+        images, z = inputs
+        matrix = pose_matrix(self.pose(z))
+        return [warp(x, matrix) for x in images]
+
+    def get_config(self):
+        return {**super().get_config(), "turn_init": self.turn_init}

@@ -1,0 +1,113 @@
+"""`--pose_warp` (docs/design.md §3, onegan_tf/pose.py): the foreground drawn in a canonical pose and placed by a
+pose taken from z. Off, nothing changes; on, the identity pose reproduces the unwarped drawing, a turn turns
+it, a mirror mirrors it, and the generators' gradient reaches the pose head."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from onegan_tf import flops, networks, pose
+from onegan_tf.config import ConfigError, ModelConfig
+from onegan_tf.model import OneGAN
+
+BASE = dict(image_size=32, channel_mult=0.125, n_child=6, n_parent=3)
+
+
+def pose_of(theta=0.0, phi=0.0, rho=0.0, t_x=0.0, t_y=0.0, batch=2):
+    return tf.constant([[theta, phi, rho, t_x, t_y]] * batch, tf.float32)
+
+
+def random_masks(batch=2, side=8, seed=0):
+    return np.random.default_rng(seed).uniform(0, 1, (batch, side, side, 1)).astype("float32")
+
+
+def test_pose_warp_off_builds_g_fg2_as_before():
+    """Off (the default), G_fg2 has no pose head, takes three inputs, and every network keeps its FLOPs."""
+    off, on = OneGAN(ModelConfig(**BASE)), OneGAN(ModelConfig(**BASE, pose_warp=True))
+    assert not hasattr(off.G_fg2, "pose") and len(networks.network_inputs("G_fg2", off.cfg)) == 3
+    with pytest.raises(ValueError, match=r"without pose_warp is called on \(C_fg0, v_p, v_c\); got 4"):
+        off.G_fg2(networks.network_inputs("G_fg2", on.cfg))
+    counts_off, counts_on = off.parameter_counts(), on.parameter_counts()
+    head = (on.cfg.d_z + 1) * len(pose.POSE_PARAMETERS)
+    assert counts_on == {**counts_off, "G_fg2": counts_off["G_fg2"] + head}
+    table_off, table_on = flops.network_table(off), flops.network_table(on)
+    assert table_on == {**table_off, "G_fg2": table_off["G_fg2"] + 2 * on.cfg.d_z * len(pose.POSE_PARAMETERS)}
+
+
+def test_identity_pose_reproduces_the_unwarped_drawing():
+    """At initialisation (turn_init 0) the head gives the identity pose for every z, so a model with the warp
+    generates what the same weights generate without it."""
+    off, on = OneGAN(ModelConfig(**BASE)), OneGAN(ModelConfig(**BASE, pose_warp=True))
+    for key in networks.NETWORK_NAMES:
+        src = off.networks[key].weights
+        dst = [w for w in on.networks[key].weights if "pose" not in w.path]
+        for a, b in zip(src, dst, strict=True):
+            b.assign(a)
+    child, z = tf.constant([0, 2, 4, 5]), tf.random.stateless_normal((4, on.cfg.d_z), seed=(1, 2))
+    a, b = off.generate(child, z), on.generate(child, z)
+    np.testing.assert_allclose(np.asarray(b["I_m"]), np.asarray(a["I_m"]), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(b["I"]), np.asarray(a["I"]), atol=1e-6)
+    x = random_masks()
+    np.testing.assert_array_equal(np.asarray(pose.warp(x, pose.pose_matrix(pose_of()))), x)
+
+
+@pytest.mark.parametrize("theta,k", [(np.pi / 2, 1), (np.pi, 2), (-np.pi / 2, -1)])
+def test_a_turn_of_the_pose_turns_the_mask(theta, k):
+    x = random_masks()
+    y = np.asarray(pose.warp(x, pose.pose_matrix(pose_of(theta=theta))))
+    np.testing.assert_allclose(y, np.rot90(x, k, axes=(1, 2)), atol=1e-5)
+
+
+def test_a_mirror_of_the_pose_mirrors_the_mask_and_a_scale_shrinks_it():
+    x = random_masks()
+    mirrored = np.asarray(pose.warp(x, pose.pose_matrix(pose_of(phi=np.pi))))
+    np.testing.assert_allclose(mirrored, x[:, :, ::-1], atol=1e-5)
+    # Reading the canonical drawing at twice the distance draws it at half the size: the border goes to zero.
+    disc = np.zeros((1, 16, 16, 1), "float32")
+    disc[0, 4:12, 4:12] = 1.0
+    small = np.asarray(pose.warp(disc, pose.pose_matrix(pose_of(rho=np.log(2.0), batch=1))))
+    assert small.sum() == pytest.approx(disc.sum() / 4, rel=0.05)
+    assert small[0, :5].sum() == 0 and small[0, 11:].sum() == 0
+
+
+def test_the_generators_gradient_reaches_the_pose_head():
+    model = OneGAN(ModelConfig(**BASE, pose_warp=True))
+    child, z = tf.constant([0, 3]), tf.random.stateless_normal((2, model.cfg.d_z), seed=(3, 4))
+    ramp = np.broadcast_to(np.linspace(0, 1, 32, dtype="float32")[:, None, None], (2, 32, 32, 1))
+    target = tf.constant(ramp)  # the mask's gradient along the image pulls the pose
+    head = model.G_fg2.pose.head
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.abs(model.generate(child, z, training=True)["I_m"] - target))
+    grads = tape.gradient(loss, head.trainable_variables)
+    assert all(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)
+
+
+def test_turn_init_spreads_the_turns_and_nothing_else():
+    keras.utils.set_random_seed(0)
+    layer = pose.PoseWarp(turn_init=2.0)
+    layer(([tf.zeros((1, 8, 8, 1))], tf.zeros((1, 100))))
+    p = np.asarray(layer.pose(tf.random.stateless_normal((4000, 100), seed=(5, 6))))
+    assert np.std(p[:, :2], axis=0) == pytest.approx([2.0, 2.0], rel=0.1)
+    np.testing.assert_array_equal(p[:, 2:], 0.0)
+
+
+def test_the_pose_head_round_trips_through_a_keras_file(tmp_path):
+    keras.utils.set_random_seed(0)
+    cfg = ModelConfig(**BASE, pose_warp=True, pose_turn_init=1.0)
+    G_fg2 = networks.build_networks(cfg, names=("G_fg2",))["G_fg2"]
+    G_fg2.pose.head.bias.assign([0.3, 0.5, -0.2, 0.1, -0.1])
+    rng = np.random.default_rng(0)
+    inputs = tuple(rng.normal(size=x.shape).astype("float32") for x in networks.network_inputs("G_fg2", cfg, 2))
+    G_fg2.save(tmp_path / "G_fg2.keras")
+    loaded = keras.saving.load_model(tmp_path / "G_fg2.keras")
+    assert loaded.pose_warp and loaded.pose.turn_init == 1.0
+    for key, value in G_fg2(inputs).items():
+        np.testing.assert_allclose(np.asarray(loaded(inputs)[key]), np.asarray(value), atol=1e-6)
+
+
+def test_pose_turn_init_without_pose_warp_is_refused():
+    with pytest.raises(ConfigError, match=r"pose_turn_init=1.0 needs pose_warp=True \(--pose_warp\)"):
+        ModelConfig(**BASE, pose_turn_init=1.0)
+    with pytest.raises(ConfigError, match="pose_turn_init=-1.0 must be >= 0"):
+        ModelConfig(**BASE, pose_warp=True, pose_turn_init=-1.0)
