@@ -142,22 +142,23 @@ class ForegroundRenderer(keras.Model):
     With `mask_before_child` it reads res_p's output instead of res_c's, so that the mask is a function of v_p
     and z alone, as FineGAN's parent stage draws the shape (a deviation; off in the paper configs).
     With `pose_warp` it is called on `(C_fg0, v_p, v_c, z)`: I_fg and I_m are drawn in a canonical pose and
-    placed by a pose taken from z (`pose.PoseWarp`, `turn_init` its initial spread of turns; a deviation, off
-    in the paper configs; docs/design.md §3).
+    placed by a pose taken from z (`pose.PoseWarp` on d_z codes, `turn_init` its initial spread of turns; off
+    in the paper configs, a deviation; docs/design.md §3).
     """
 
     def __init__(self, widths: tuple, norm: str = "glu_lnorm", mask_sees_parent: bool = False,
-                 mask_before_child: bool = False, pose_warp: bool = False, turn_init: float = 0.0, **kwargs):
+                 mask_before_child: bool = False, pose_warp: bool = False, d_z: int = 100, turn_init: float = 0.0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.widths, self.norm, self.mask_sees_parent = tuple(widths), norm, mask_sees_parent
         self.mask_before_child = mask_before_child
-        self.pose_warp, self.turn_init = pose_warp, float(turn_init)
+        self.pose_warp, self.d_z, self.turn_init = pose_warp, int(d_z), float(turn_init)
         self.res_p = ResBlock(widths[0], norm, name="res_p")
         self.res_c = ResBlock(widths[1], norm, name="res_c")
         self.to_rgb = conv(3, 3, bias=True, name="to_rgb", dtype="float32")
         self.to_mask = conv(1, 3, bias=True, name="to_mask", dtype="float32")
         if pose_warp:
-            self.pose = PoseWarp(turn_init, name="pose")
+            self.pose = PoseWarp(d_z, turn_init, name="pose")
 
     def call(self, inputs):
         if self.pose_warp != (len(inputs) == 4):
@@ -178,7 +179,7 @@ class ForegroundRenderer(keras.Model):
     def get_config(self):
         return {**super().get_config(), "widths": list(self.widths), "norm": self.norm,
                 "mask_sees_parent": self.mask_sees_parent, "mask_before_child": self.mask_before_child,
-                "pose_warp": self.pose_warp, "turn_init": self.turn_init}
+                "pose_warp": self.pose_warp, "d_z": self.d_z, "turn_init": self.turn_init}
 
 
 class _DenseNormAct(keras.layers.Layer):
@@ -409,7 +410,8 @@ def build_networks(cfg: ModelConfig, names: tuple[str, ...] = NETWORK_NAMES) -> 
         "G_fg0": PreImageGenerator(S, gen[:3], cfg.norm, cfg.shape_code_gain, name="G_fg0"),
         "G_fg1": ForegroundUpsampler(tuple(w(c) for c in FG1_WIDTHS), cfg.norm, name="G_fg1"),
         "G_fg2": ForegroundRenderer(tuple(w(c) for c in FG2_WIDTHS), cfg.norm, cfg.mask_sees_parent,
-                                    cfg.mask_before_child, cfg.pose_warp, cfg.pose_turn_init, name="G_fg2"),
+                                    cfg.mask_before_child, cfg.pose_warp, cfg.d_z, cfg.pose_turn_init,
+                                    name="G_fg2"),
         "E_c": StyleEncoder(S, enc, hidden, cfg.n_child, cfg.d_c, name="E_c"),
         "E_p": ShapeEncoder(S, enc, hidden, cfg.n_parent, cfg.d_p, cfg.d_z, gen[2], cfg.norm, name="E_p"),
         "E_bg": BackgroundEncoder(S, enc[:3], gen[2], cfg.norm, name="E_bg"),

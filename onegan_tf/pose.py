@@ -10,7 +10,7 @@ that does not depend on the pose.
 - `pose_matrix(pose)`  the pose parameters (B, 5) = (theta, phi, rho, t_x, t_y) -> (B, 2, 3) sampling map
 - `warp(images, M)`    bilinear sampling of images at M [x, y, 1] (normalised coordinates), differentiable in
                        the images and in M, zero outside the canonical frame
-- `PoseWarp`           Linear(d_z, 5) on z -> pose_matrix -> warp, for the pair (I_fg, I_m)
+- `PoseWarp`           Linear(d_z, 2 + 3) on z -> pose_matrix -> warp, for the pair (I_fg, I_m)
 
 The sampling map reads each output pixel p from the canonical drawing at
     e^rho * diag(cos phi, 1) * R(theta) * p + t,
@@ -83,29 +83,27 @@ class PoseWarp(keras.layers.Layer):
     """The pose head and warp of `--pose_warp`: called on `(images, z)` with images a list of (B, H, W, C)
     tensors drawn in the canonical pose; returns them placed in the pose `pose_matrix(Linear(z))`.
 
-    `turn_init` is the spread (radians) of theta and phi the head draws at initialisation; 0 starts every
-    sample at the identity pose.
+    The head is two Linear layers on z with bias: `turn` gives theta and phi, `place` rho and t. `turn_init`
+    is the spread (radians) of the turns `turn` draws at initialisation (weights N(0, turn_init^2 / d_z), as
+    z ~ N(0, I)); 0 starts every sample at the identity pose. `place` starts at zero.
     """
 
-    def __init__(self, turn_init: float = 0.0, **kwargs):
+    def __init__(self, d_z: int, turn_init: float = 0.0, **kwargs):
         super().__init__(**kwargs)
-        self.turn_init = float(turn_init)
-        self.head = keras.layers.Dense(len(POSE_PARAMETERS), use_bias=True, name="head", dtype="float32",
-                                       kernel_initializer="zeros")
+        self.d_z, self.turn_init = int(d_z), float(turn_init)
+        spread = (keras.initializers.RandomNormal(stddev=self.turn_init / self.d_z ** 0.5) if self.turn_init
+                  else "zeros")
+        self.turn = keras.layers.Dense(2, kernel_initializer=spread, name="turn", dtype="float32")
+        self.place = keras.layers.Dense(3, kernel_initializer="zeros", name="place", dtype="float32")
 
     def build(self, input_shape):
-        _, z_shape = input_shape
-        d_z = z_shape[-1]
-        self.head.build((None, d_z))
-        if self.turn_init > 0:
-            # z ~ N(0, I): a column of std turn_init / sqrt(d_z) gives theta and phi a spread of about turn_init.
-            kernel = keras.initializers.RandomNormal(stddev=self.turn_init / d_z ** 0.5)((d_z, len(POSE_PARAMETERS)))
-            turns = ops.convert_to_tensor([1.0, 1.0, 0.0, 0.0, 0.0])
-            self.head.kernel.assign(kernel * turns)
+        self.turn.build((None, self.d_z))
+        self.place.build((None, self.d_z))
 
     def pose(self, z):
         """The (B, 5) pose parameters of z (`POSE_PARAMETERS`)."""
-        return self.head(ops.cast(z, "float32"))
+        z = ops.cast(z, "float32")
+        return ops.concatenate([self.turn(z), self.place(z)], -1)
 
     def call(self, inputs):
         images, z = inputs
@@ -113,4 +111,4 @@ class PoseWarp(keras.layers.Layer):
         return [warp(x, matrix) for x in images]
 
     def get_config(self):
-        return {**super().get_config(), "turn_init": self.turn_init}
+        return {**super().get_config(), "d_z": self.d_z, "turn_init": self.turn_init}

@@ -76,27 +76,33 @@ def test_the_generators_gradient_reaches_the_pose_head():
     child, z = tf.constant([0, 3]), tf.random.stateless_normal((2, model.cfg.d_z), seed=(3, 4))
     ramp = np.broadcast_to(np.linspace(0, 1, 32, dtype="float32")[:, None, None], (2, 32, 32, 1))
     target = tf.constant(ramp)  # the mask's gradient along the image pulls the pose
-    head = model.G_fg2.pose.head
+    head = model.G_fg2.pose.trainable_variables
+    assert len(head) == 4   # turn and place, kernel and bias each
     with tf.GradientTape() as tape:
         loss = tf.reduce_mean(tf.abs(model.generate(child, z, training=True)["I_m"] - target))
-    grads = tape.gradient(loss, head.trainable_variables)
+    grads = tape.gradient(loss, head)
     assert all(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)
 
 
 def test_turn_init_spreads_the_turns_and_nothing_else():
+    """Through build_networks, as the trainer builds G_fg2; and the layer's own config keeps the setting."""
     keras.utils.set_random_seed(0)
-    layer = pose.PoseWarp(turn_init=2.0)
-    layer(([tf.zeros((1, 8, 8, 1))], tf.zeros((1, 100))))
-    p = np.asarray(layer.pose(tf.random.stateless_normal((4000, 100), seed=(5, 6))))
-    assert np.std(p[:, :2], axis=0) == pytest.approx([2.0, 2.0], rel=0.1)
+    cfg = ModelConfig(**BASE, pose_warp=True, pose_turn_init=2.0)
+    layer = networks.build_networks(cfg, names=("G_fg2",))["G_fg2"].pose
+    p = np.asarray(layer.pose(tf.random.stateless_normal((4000, cfg.d_z), seed=(5, 6))))
+    assert np.std(np.asarray(layer.turn.kernel)) == pytest.approx(2.0 / cfg.d_z ** 0.5, rel=0.15)
+    assert np.std(p[:, :2], axis=0) == pytest.approx([2.0, 2.0], rel=0.3)
     np.testing.assert_array_equal(p[:, 2:], 0.0)
+    again = keras.layers.deserialize(keras.layers.serialize(layer))
+    assert (again.d_z, again.turn_init) == (cfg.d_z, 2.0)
 
 
 def test_the_pose_head_round_trips_through_a_keras_file(tmp_path):
     keras.utils.set_random_seed(0)
     cfg = ModelConfig(**BASE, pose_warp=True, pose_turn_init=1.0)
     G_fg2 = networks.build_networks(cfg, names=("G_fg2",))["G_fg2"]
-    G_fg2.pose.head.bias.assign([0.3, 0.5, -0.2, 0.1, -0.1])
+    G_fg2.pose.turn.bias.assign([0.3, 0.5])
+    G_fg2.pose.place.bias.assign([-0.2, 0.1, -0.1])
     rng = np.random.default_rng(0)
     inputs = tuple(rng.normal(size=x.shape).astype("float32") for x in networks.network_inputs("G_fg2", cfg, 2))
     G_fg2.save(tmp_path / "G_fg2.keras")
