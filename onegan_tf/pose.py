@@ -8,17 +8,20 @@ them, so the same parent in any pose is one code and the encoder trained on the 
 that does not depend on the pose.
 
 - `pose_matrix(pose)`  the pose parameters (B, 5) = (theta, phi, rho, t_x, t_y) -> (B, 2, 3) sampling map
+                       and the mirror's weight w (B,)
 - `warp(images, M)`    bilinear sampling of images at M [x, y, 1] (normalised coordinates), differentiable in
                        the images and in M, zero outside the canonical frame
-- `PoseWarp`           Linear(d_z, 2 + 3) on z -> pose_matrix -> warp, for the pair (I_fg, I_m)
+- `place(images, pose)` the drawing and its mirror image warped and blended
+- `PoseWarp`           Linear(d_z, 2 + 3) on z -> place, for the pair (I_fg, I_m)
 
-The sampling map reads each output pixel p from the canonical drawing at
-    e^rho * diag(cos phi, 1) * R(theta) * p + t,
-theta an in-plane turn, phi a turn about the vertical axis (phi = pi mirrors left and right; the way there
-passes through a narrowed object, so a mirror is reached continuously), e^rho a scale, t a shift.
-All zero is the identity: the head's weights start at zero (or with the turns spread by `turn_init`), so a
-model starts as the unwarped one. The sampling and the trigonometry are O(1) per pixel and per sample, left
-out of FLOPs as the resizes are (`flops.py`); the head's Linear layer is counted there.
+The pose reads each output pixel p from the canonical drawing at e^rho * R(theta) * p + t (theta an in-plane
+turn, e^rho a scale, t a shift), and from its mirror image at e^rho * R(theta) * diag(-1, 1) * p + t, and
+blends the two by w = (1 - cos phi) / 2: phi = 0 is the drawing, phi = pi its mirror, and the way between
+is a blend of two whole outlines, so a mirror is reached continuously without narrowing the object (a turn
+about the vertical axis would stretch it into a stripe on the way). All zero is the identity: the head's
+weights start at zero (or with the turns spread by `turn_init`), so a model starts as the unwarped one.
+The sampling and the trigonometry are O(1) per pixel and per sample, left out of FLOPs as the resizes are
+(`flops.py`); the head's Linear layers are counted there.
 """
 
 from __future__ import annotations
@@ -32,15 +35,29 @@ POSE_PARAMETERS = ("theta", "phi", "rho", "t_x", "t_y")
 
 
 def pose_matrix(pose):
-    """(B, 5) pose parameters in the order of `POSE_PARAMETERS` -> (B, 2, 3) sampling maps."""
+    """(B, 5) pose parameters in the order of `POSE_PARAMETERS` -> the (B, 2, 3) sampling map of the drawing
+    and the (B,) weight of its mirror image (whose map is the same with the x column negated)."""
     pose = ops.cast(pose, "float32")
     theta, phi, rho, t_x, t_y = (pose[:, i] for i in range(len(POSE_PARAMETERS)))
     c, s, scale = ops.cos(theta), ops.sin(theta), ops.exp(rho)
-    sx = scale * ops.cos(phi)
-    # diag(sx, scale) @ [[c, -s], [s, c]]
-    row_x = ops.stack([sx * c, -sx * s, t_x], -1)
+    row_x = ops.stack([scale * c, -scale * s, t_x], -1)
     row_y = ops.stack([scale * s, scale * c, t_y], -1)
-    return ops.stack([row_x, row_y], -2)
+    return ops.stack([row_x, row_y], -2), (1.0 - ops.cos(phi)) / 2.0
+
+
+def mirrored(matrix):
+    """The sampling map of the mirror image: p -> matrix [-x, y, 1]."""
+    return matrix * ops.convert_to_tensor([[-1.0, 1.0, 1.0]])
+
+
+def place(images, pose):
+    """`images` (B, H, W, C) in the canonical pose placed in `pose` (B, 5): the drawing and its mirror image,
+    each warped, blended by the mirror's weight."""
+    matrix, w = pose_matrix(pose)
+    w = ops.reshape(w, (-1, 1, 1, 1))
+    x = ops.cast(images, "float32")
+    out = warp(x, matrix) * (1.0 - w) + warp(x, mirrored(matrix)) * w
+    return ops.cast(out, images.dtype)
 
 
 def _grid(size: int):
@@ -81,7 +98,7 @@ def warp(images, matrix):
 @register
 class PoseWarp(keras.layers.Layer):
     """The pose head and warp of `--pose_warp`: called on `(images, z)` with images a list of (B, H, W, C)
-    tensors drawn in the canonical pose; returns them placed in the pose `pose_matrix(Linear(z))`.
+    tensors drawn in the canonical pose; returns them placed (`place`) in the pose Linear(z).
 
     The head is two Linear layers on z with bias: `turn` gives theta and phi, `place` rho and t. `turn_init`
     is the spread (radians) of the turns `turn` draws at initialisation (weights N(0, turn_init^2 / d_z), as
@@ -107,8 +124,8 @@ class PoseWarp(keras.layers.Layer):
 
     def call(self, inputs):
         images, z = inputs
-        matrix = pose_matrix(self.pose(z))
-        return [warp(x, matrix) for x in images]
+        pose = self.pose(z)
+        return [place(x, pose) for x in images]
 
     def get_config(self):
         return {**super().get_config(), "d_z": self.d_z, "turn_init": self.turn_init}

@@ -49,24 +49,27 @@ def test_identity_pose_reproduces_the_unwarped_drawing():
     np.testing.assert_allclose(np.asarray(b["I_m"]), np.asarray(a["I_m"]), atol=1e-6)
     np.testing.assert_allclose(np.asarray(b["I"]), np.asarray(a["I"]), atol=1e-6)
     x = random_masks()
-    np.testing.assert_array_equal(np.asarray(pose.warp(x, pose.pose_matrix(pose_of()))), x)
+    np.testing.assert_array_equal(np.asarray(pose.place(x, pose_of())), x)
 
 
 @pytest.mark.parametrize("theta,k", [(np.pi / 2, 1), (np.pi, 2), (-np.pi / 2, -1)])
 def test_a_turn_of_the_pose_turns_the_mask(theta, k):
     x = random_masks()
-    y = np.asarray(pose.warp(x, pose.pose_matrix(pose_of(theta=theta))))
+    y = np.asarray(pose.place(x, pose_of(theta=theta)))
     np.testing.assert_allclose(y, np.rot90(x, k, axes=(1, 2)), atol=1e-5)
 
 
 def test_a_mirror_of_the_pose_mirrors_the_mask_and_a_scale_shrinks_it():
     x = random_masks()
-    mirrored = np.asarray(pose.warp(x, pose.pose_matrix(pose_of(phi=np.pi))))
+    mirrored = np.asarray(pose.place(x, pose_of(phi=np.pi)))
     np.testing.assert_allclose(mirrored, x[:, :, ::-1], atol=1e-5)
+    # Half-way the two whole outlines are blended, never one narrowed.
+    half = np.asarray(pose.place(x, pose_of(phi=np.pi / 2)))
+    np.testing.assert_allclose(half, (x + x[:, :, ::-1]) / 2, atol=1e-5)
     # Reading the canonical drawing at twice the distance draws it at half the size: the border goes to zero.
     disc = np.zeros((1, 16, 16, 1), "float32")
     disc[0, 4:12, 4:12] = 1.0
-    small = np.asarray(pose.warp(disc, pose.pose_matrix(pose_of(rho=np.log(2.0), batch=1))))
+    small = np.asarray(pose.place(disc, pose_of(rho=np.log(2.0), batch=1)))
     assert small.sum() == pytest.approx(disc.sum() / 4, rel=0.05)
     assert small[0, :5].sum() == 0 and small[0, 11:].sum() == 0
 
