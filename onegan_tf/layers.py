@@ -11,7 +11,7 @@
 - `ResBlock`    RESBlk: concat(x, code broadcast) -> Conv3x3 -> GLU-LNorm -> RESBlk0 x2 -> Conv3x3 -> GLU-LNorm.
 
 Bias rule (docs/design.md §2): a conv or Linear directly followed by a normalisation has no bias.
-Statistics are computed in float32 even under mixed precision; the normalised tensor is cast back once.
+Statistics, and GLU-LNorm's gate, are computed in float32 even under mixed precision; the result is cast back once.
 
 The normalisations run as one fused function with a hand-written gradient (`normalize`, `gated_normalize`):
 the affine is folded into one per-sample scale and offset, and the backward pass is two reductions and a
@@ -323,18 +323,21 @@ def gated_normalize(x_l, x_r, gamma, beta, axes, epsilon):
     if not _fused():
         return ops.cast(_forward_ops(x_l, gamma, beta, axes, epsilon), x_l.dtype) * ops.sigmoid(x_r)
 
+    # The gate and the product are float32 too, cast to x_l's dtype once at the output: under mixed_bfloat16
+    # on a CPU, bfloat16 elementwise kernels (sigmoid, its gradient, products) are much slower than float32
+    # ones, and the normalised half is already float32 here. In float32 every cast is the identity.
     @tf.custom_gradient
     def fused(x_l, x_r, gamma, beta):
         y32, saved = _forward(x_l, gamma, beta, axes, epsilon)
-        y = tf.cast(y32, x_l.dtype)
-        gate = tf.sigmoid(x_r)
+        gate32 = tf.sigmoid(tf.cast(x_r, tf.float32))
 
         def grad(d_out):
-            dx, d_gamma, d_beta = _backward(tf.cast(d_out * gate, tf.float32), saved, gamma, axes)
-            d_r = tf.raw_ops.SigmoidGrad(y=gate, dy=d_out * y)
-            return tf.cast(dx, x_l.dtype), d_r, d_gamma, d_beta
+            d32 = tf.cast(d_out, tf.float32)
+            dx, d_gamma, d_beta = _backward(d32 * gate32, saved, gamma, axes)
+            d_r = tf.raw_ops.SigmoidGrad(y=gate32, dy=d32 * y32)
+            return tf.cast(dx, x_l.dtype), tf.cast(d_r, x_r.dtype), d_gamma, d_beta
 
-        return y * gate, grad
+        return tf.cast(y32 * gate32, x_l.dtype), grad
 
     return fused(x_l, x_r, gamma, beta)
 

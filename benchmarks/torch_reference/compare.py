@@ -10,13 +10,16 @@ Standard library only: it runs each framework in its own virtualenv as a subproc
 `check`: parameter counts per network and forward FLOPs of one step per phase, onegan_tf
 (`tf_reference.py`, i.e. `onegan_tf.flops.step_flops`) against the PyTorch build (hooks on every Conv2d and
 Linear call of a real step); exits 1 on any difference.
-`bench`: `--rounds` rounds; in each, at every `--config` (SIZE:MULT:BATCH:STEPS:WARMUP), one run of
-`python -m onegan_tf.bench --what=train,flops` (which also times the ceiling conv) and one of
-`onegan_torch.py bench` (its default: the best build), alternating which goes first (A B, B A, ...) so that
-the load of a shared machine falls on both alike. Every measurement is printed as a JSON line (and appended
-to `--out`) with the load average; then, per config and phase, the median over rounds of each framework's
-s/step, the ratio onegan_tf / PyTorch, the load range, the ceiling conv and onegan_tf's FLOP/s as a share of
-it (also appended to `--out` as "summary" lines).
+`bench`: `--rounds` rounds; in each, at every `--config` (SIZE:MULT:BATCH:STEPS:WARMUP) and every
+`--precision` (fp32; bf16 = onegan_tf's `--mixed_precision=mixed_bfloat16` against PyTorch's CPU autocast to
+bfloat16), one run of `python -m onegan_tf.bench --what=train,flops` (which also times the ceiling conv) and
+one of `onegan_torch.py bench` (its default: the best build), alternating which goes first (A B, B A, ...)
+so that the load of a shared machine falls on both alike. Every measurement is printed as a JSON line (and
+appended to `--out`) with the load average; then, per config, precision and phase, the median over rounds of
+each framework's s/step, the ratio onegan_tf / PyTorch, the load range, the ceiling conv and onegan_tf's
+FLOP/s as a share of it, the ceiling conv timed in onegan_tf's compute dtype (also appended to `--out` as
+"summary" lines); with more than one precision, also
+each framework's fastest precision against the other's ("best").
 `settings`: each setting of one framework (`TORCH_SETTINGS`, `TF_SETTINGS`) alone against its baseline, in
 rounds that rotate their order.
 Run from the repository root.
@@ -90,18 +93,33 @@ def _label(cfg) -> str:
     return f"{cfg['image_size']}px x{cfg['channel_mult']:g} b{cfg['batch_size']}"
 
 
+# The same arithmetic precision on both sides: name -> (onegan_tf.bench flags, onegan_torch.py bench flags).
+PRECISIONS = {
+    "fp32": ((), ()),
+    "bf16": (("--mixed_precision=mixed_bfloat16",), ("--autocast=bf16",)),
+}
+
+
+def _parse_precisions(a) -> list[str]:
+    names = a.precision.split(",")
+    unknown = [n for n in names if n not in PRECISIONS]
+    if unknown or not names:
+        raise SystemExit(f"--precision={a.precision}: unknown {unknown}; choose from {', '.join(PRECISIONS)}")
+    return names
+
+
 def _common(cfg, phases) -> list[str]:
     return [f"--image_size={cfg['image_size']}", f"--channel_mult={cfg['channel_mult']}",
             f"--batch_size={cfg['batch_size']}", f"--phases={phases}", f"--steps={cfg['steps']}",
             f"--warmup={cfg['warmup']}"]
 
 
-def tf_bench(a, cfg, env=None) -> list[dict]:
+def tf_bench(a, cfg, env=None, flags=()) -> list[dict]:
     """One `python -m onegan_tf.bench --what=train,flops` run: a record per phase (s/step, FLOP/s) and one
     of the ceiling conv timed in the same process (`--ceiling`)."""
     with tempfile.NamedTemporaryFile(suffix=".jsonl") as f:
         _run([a.tf_python, "-m", "onegan_tf.bench", "--what=train,flops", f"--out={f.name}",
-              f"--ceiling={a.ceiling}", *_common(cfg, a.phases), *a.tf_flag],
+              f"--ceiling={a.ceiling}", *_common(cfg, a.phases), *flags, *a.tf_flag],
              {"TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
         out = _json_lines(open(f.name).read())
     train = {r["phase"]: r for r in out if r["what"] == "train"}
@@ -135,42 +153,59 @@ def torch_bench(a, cfg, flags=(), env=None) -> list[dict]:
 
 
 def bench(a):
-    """Both frameworks at every configuration, `--rounds` rounds, alternating which goes first."""
-    configs, records = _parse_configs(a), []
+    """Both frameworks at every configuration and precision, `--rounds` rounds, alternating which goes first."""
+    configs, precisions, records = _parse_configs(a), _parse_precisions(a), []
     for i in range(a.rounds):
         for cfg in configs:
-            runs = (("onegan_tf", tf_bench), ("torch", torch_bench))
-            for fw, fn in (runs if i % 2 == 0 else runs[::-1]):
-                for r in fn(a, cfg):
-                    r = {**r, "framework": fw, "round": i, "bench_config": _label(cfg), "time": _now()}
-                    records.append(r)
-                    _emit(r, a.out)
+            for prec in precisions:
+                tf_flags, torch_flags = PRECISIONS[prec]
+                runs = (("onegan_tf", lambda: tf_bench(a, cfg, flags=tf_flags)),
+                        ("torch", lambda: torch_bench(a, cfg, flags=torch_flags)))
+                for fw, fn in (runs if i % 2 == 0 else runs[::-1]):
+                    for r in fn():
+                        r = {**r, "framework": fw, "round": i, "bench_config": _label(cfg), "precision": prec,
+                             "time": _now()}
+                        records.append(r)
+                        _emit(r, a.out)
     print(f"\n{_now()}: median over {a.rounds} rounds of each run's median s/step; rounds alternate which "
           "framework goes first")
-    print(f"{'config':18} {'phase':5} {'onegan_tf s/step':>16} {'torch s/step':>13} {'onegan_tf/torch':>15} "
-          f"{'load (1 min)':>13} {'ceiling GFLOP/s':>15} {'onegan_tf % of ceiling':>22}")
+    print(f"{'config':18} {'precision':16} {'phase':5} {'onegan_tf s/step':>16} {'torch s/step':>13} "
+          f"{'onegan_tf/torch':>15} {'load (1 min)':>13} {'ceiling GFLOP/s':>15} {'onegan_tf % of ceiling':>22}")
     for cfg in configs:
         mine = [r for r in records if r["bench_config"] == _label(cfg)]
-        ceiling = statistics.median(r["flop_per_s"] for r in mine if r.get("what") == "ceiling_conv")
+        # onegan_tf.bench times the ceiling conv in the run's compute dtype: each precision has its own.
+        ceiling = {prec: statistics.median(r["flop_per_s"] for r in mine
+                                           if r.get("what") == "ceiling_conv" and r["precision"] == prec)
+                   for prec in precisions}
         loads = [r["loadavg"][0] for r in mine]
         for phase in a.phases.split(","):
-            med = {fw: statistics.median(r["seconds_per_step"] for r in mine
-                                         if r["framework"] == fw and r.get("phase") == phase)
-                   for fw in ("onegan_tf", "torch")}
-            rate = statistics.median(r["flop_per_s"] for r in mine
-                                     if r["framework"] == "onegan_tf" and r.get("phase") == phase)
-            summary = {"what": "summary", "bench_config": _label(cfg), "phase": phase, "rounds": a.rounds,
-                       "steps": cfg["steps"], "warmup": cfg["warmup"],
-                       "onegan_tf_seconds_per_step": med["onegan_tf"], "torch_seconds_per_step": med["torch"],
-                       "ratio_onegan_tf_over_torch": med["onegan_tf"] / med["torch"],
-                       "loadavg_1min_range": [min(loads), max(loads)], "ceiling_conv_flop_per_s": ceiling,
-                       "onegan_tf_flop_per_s": rate, "onegan_tf_share_of_ceiling": rate / ceiling,
-                       "time": _now()}
-            if a.out:
-                _emit(summary, a.out, echo=False)
-            print(f"{_label(cfg):18} {phase:5} {med['onegan_tf']:16.3f} {med['torch']:13.3f} "
-                  f"{summary['ratio_onegan_tf_over_torch']:15.2f} {min(loads):6.2f}-{max(loads):<6.2f} "
-                  f"{ceiling / 1e9:15.1f} {100 * rate / ceiling:21.0f}%")
+            med = {(fw, prec): statistics.median(r["seconds_per_step"] for r in mine if r["framework"] == fw
+                                                 and r["precision"] == prec and r.get("phase") == phase)
+                   for fw in ("onegan_tf", "torch") for prec in precisions}
+            rate = {prec: statistics.median(r["flop_per_s"] for r in mine if r["framework"] == "onegan_tf"
+                                            and r["precision"] == prec and r.get("phase") == phase)
+                    for prec in precisions}
+            rows = [(prec, prec, prec) for prec in precisions]
+            if len(precisions) > 1:   # each framework's fastest precision against the other's
+                best = {fw: min(precisions, key=lambda p, fw=fw: med[fw, p]) for fw in ("onegan_tf", "torch")}
+                rows.append(("best", best["onegan_tf"], best["torch"]))
+            for label, tf_prec, torch_prec in rows:
+                mine_s, theirs_s = med["onegan_tf", tf_prec], med["torch", torch_prec]
+                summary = {"what": "summary", "bench_config": _label(cfg), "phase": phase, "precision": label,
+                           "onegan_tf_precision": tf_prec, "torch_precision": torch_prec, "rounds": a.rounds,
+                           "steps": cfg["steps"], "warmup": cfg["warmup"],
+                           "onegan_tf_seconds_per_step": mine_s, "torch_seconds_per_step": theirs_s,
+                           "ratio_onegan_tf_over_torch": mine_s / theirs_s,
+                           "loadavg_1min_range": [min(loads), max(loads)],
+                           "ceiling_conv_flop_per_s": ceiling[tf_prec], "onegan_tf_flop_per_s": rate[tf_prec],
+                           "onegan_tf_share_of_ceiling": rate[tf_prec] / ceiling[tf_prec],
+                           "time": _now()}
+                if a.out:
+                    _emit(summary, a.out, echo=False)
+                shown = label if label != "best" else f"best: {tf_prec}/{torch_prec}"
+                print(f"{_label(cfg):18} {shown:16} {phase:5} {mine_s:16.3f} {theirs_s:13.3f} "
+                      f"{summary['ratio_onegan_tf_over_torch']:15.2f} {min(loads):6.2f}-{max(loads):<6.2f} "
+                      f"{ceiling[tf_prec] / 1e9:15.1f} {100 * summary['onegan_tf_share_of_ceiling']:21.0f}%")
     return 0
 
 
@@ -289,6 +324,9 @@ def main():
     ap.add_argument("--config", action="append", default=[],
                     help="bench: SIZE:MULT:BATCH:STEPS:WARMUP (repeatable), instead of the five flags above")
     ap.add_argument("--phases", default="IIb")
+    ap.add_argument("--precision", default="fp32",
+                    help="bench: comma-separated, fp32 and/or bf16 (onegan_tf --mixed_precision=mixed_bfloat16 "
+                    "against PyTorch --autocast=bf16); each is run on both sides")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     ap.add_argument("--ceiling", default="20,64,256,256,3",

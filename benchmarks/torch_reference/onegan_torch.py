@@ -350,20 +350,24 @@ def parameter_counts(nets: dict) -> dict:
 # ------------------------------------------------------------------------------------------------ losses
 
 
+# The losses are computed in float32 whatever dtype autocast gave their inputs (as onegan_tf's losses are
+# under a mixed policy); in float32 the casts are no-ops.
 def bce(logits, target):
+    logits = logits.float()
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
 def mse(target, pred):
-    return F.mse_loss(pred, target.detach())
+    return F.mse_loss(pred.float(), target.detach().float())
 
 
 def l1(target, pred):
-    return (pred - target).abs().mean()
+    return (pred.float() - target.float()).abs().mean()
 
 
 def kl(mu, sigma, mean=None):
-    diff = mu if mean is None else mu - mean
+    mu, sigma = mu.float(), sigma.float()
+    diff = mu if mean is None else mu - mean.float()
     return (0.5 * (sigma.exp() + diff.square() - 1.0 - sigma).sum(-1)).mean()
 
 
@@ -373,6 +377,7 @@ def adv(D_bgA, D_bgB, D_cA):
 
 
 def mask_reg(I_m, t=0.5):
+    I_m = I_m.float()
     m = I_m.mean((1, 2, 3))
     s = 2.0 * I_m - 1.0
     md = (s.clamp(min=0).mean((1, 2, 3)) - t).abs() + (s.clamp(max=0).mean((1, 2, 3)) + (1 - t)).abs()
@@ -398,6 +403,8 @@ W = {"L_G": 1.0, "L_E": 1.0, "L_MSE": 1.0, "L_Rv": 0.1, "L_RM": 2.0, "L_VAE": 1.
 
 
 ADAM_IMPLS = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for_loop": {"foreach": False}}
+# Mixed precision: PyTorch's CPU autocast, the counterpart of onegan_tf's --mixed_precision=mixed_bfloat16.
+AUTOCAST = {"off": None, "bf16": torch.bfloat16}
 
 
 def tune_malloc() -> bool:
@@ -440,8 +447,11 @@ class Trainer:
     """Networks, the two discriminator clone pairs, four Adam optimisers and `step(batch, phase)`."""
 
     def __init__(self, cfg: Cfg, channels_last: bool = False, adam_impl: str = "fused", lr=2e-4,
-                 betas=(0.5, 0.999)):
+                 betas=(0.5, 0.999), autocast: str = "off"):
         self.cfg = cfg
+        if autocast not in AUTOCAST:
+            raise ValueError(f"autocast={autocast!r}: one of {tuple(AUTOCAST)}")
+        self.autocast_dtype = AUTOCAST[autocast]
         self.n = build_networks(cfg)
         self.D = {"gen": (self.n["D_bg"], self.n["D_c"])}
         for path in ("rec_fake", "rec_real"):   # clones: weights copied, as on entering Phase II
@@ -461,6 +471,11 @@ class Trainer:
         self.d_params = {p: list(bg.parameters()) + c.own_parameters() for p, (bg, c) in self.D.items()}
         self.opt_D = {p: torch.optim.Adam(v, **adam) for p, v in self.d_params.items()}
         self._d_all = {p: [q for m in pair for q in m.parameters()] for p, pair in self.D.items()}
+
+    def autocast(self):
+        """torch.autocast on the CPU at the chosen dtype; a no-op context without one."""
+        return torch.autocast("cpu", dtype=self.autocast_dtype or torch.bfloat16,
+                              enabled=self.autocast_dtype is not None)
 
     def _d_trainable(self, path, flag):
         for p in self._d_all[path]:
@@ -503,30 +518,44 @@ class Trainer:
                 "I_hat": compose(I_bg, I_fg, I_m)}
 
     def step(self, batch, phase="IIb"):
-        """One iteration of `phase`; returns the total generator-side loss as a float (syncs)."""
-        n, rec_paths = self.n, PHASE_REC[phase]
+        """One iteration of `phase`; returns the total generator-side loss as a float (syncs). With `autocast`
+        the forward passes and losses run under torch.autocast (bf16 convolutions and matrix products), each
+        backward and optimiser update outside it, as PyTorch's mixed-precision recipe has it."""
+        rec_paths = PHASE_REC[phase]
         x_c, x_bg, child = batch["x_c"], batch["x_bg"], batch["child"]
         b = x_c.shape[0]
         for path in self.D:
             self._d_trainable(path, False)
-        gen = self.generate(child, batch["z"])
-        sources = {"rec_fake": gen["I"].detach(), "rec_real": x_c}
-        recs = {p: self.reconstruct(sources[p], batch[p]) for p in rec_paths}
+        with self.autocast():
+            gen = self.generate(child, batch["z"])
+            sources = {"rec_fake": gen["I"].detach(), "rec_real": x_c}
+            recs = {p: self.reconstruct(sources[p], batch[p]) for p in rec_paths}
         # Discriminator updates (Eq. 10), each path against its own pair, on stopped fakes.
         fakes = {"gen": (gen["I_bg"], gen["I"]), **{p: (r["I_bg_hat"], r["I_hat"]) for p, r in recs.items()}}
         for path, (fake_bg, fake) in fakes.items():
             D_bg, D_c = self.D[path]
             self._d_trainable(path, True)
-            bg = D_bg(torch.cat([x_bg, fake_bg.detach(), x_c], 0))
-            c = D_c(torch.cat([x_c, fake.detach()], 0))
-            L_D = (10.0 * (bce(bg["D_bgA"][:b], 1.0) + bce(bg["D_bgA"][b:2 * b], 0.0))
-                   + bce(bg["D_bgB"][:b], 1.0) + bce(bg["D_bgB"][2 * b:], 0.0)
-                   + bce(c["D_cA"][:b], 1.0) + bce(c["D_cA"][b:], 0.0))
+            with self.autocast():
+                bg = D_bg(torch.cat([x_bg, fake_bg.detach(), x_c], 0))
+                c = D_c(torch.cat([x_c, fake.detach()], 0))
+                L_D = (10.0 * (bce(bg["D_bgA"][:b], 1.0) + bce(bg["D_bgA"][b:2 * b], 0.0))
+                       + bce(bg["D_bgB"][:b], 1.0) + bce(bg["D_bgB"][2 * b:], 0.0)
+                       + bce(c["D_cA"][:b], 1.0) + bce(c["D_cA"][b:], 0.0))
             opt = self.opt_D[path]
             opt.zero_grad(set_to_none=True)
             L_D.backward()
             opt.step()
             self._d_trainable(path, False)
+        with self.autocast():
+            total = self.generator_loss(gen, recs, sources, child, b)
+        self.opt_G.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt_G.step()
+        return float(total.detach())
+
+    def generator_loss(self, gen, recs, sources, child, b):
+        """L_GEN + L_AE (Eq. 11-18) of the generator side, after the discriminator updates."""
+        n = self.n
         # Generation losses (Eq. 11-14) through the updated gen pair (only head B of D_c is trained).
         D_bg, D_c = self.D["gen"]
         c_out, bg_out = D_c(gen["I"]), D_bg(gen["I_bg"])
@@ -536,7 +565,7 @@ class Trainer:
         # runs); `mse` detaches its targets.
         enc_fake = recs["rec_fake"] if "rec_fake" in recs else self.encode(gen["I"].detach())
         B_bg = n["E_bg"](gen["I"].detach(), gen["I_m"].detach())
-        sq = lambda v: v.square().sum(-1).mean()  # noqa: E731
+        sq = lambda v: v.float().square().sum(-1).mean()  # noqa: E731
         total = (W["L_G"] * adv(bg_out["D_bgA"], bg_out["D_bgB"], c_out["D_cA"])
                  + W["L_E"] * (F.cross_entropy(enc["e_p_hat"], parent) + F.cross_entropy(enc["e_c_hat"], child)
                                + F.cross_entropy(c_out["D_cB"], child))
@@ -564,10 +593,7 @@ class Trainer:
                 bg_hat = D_bg(r["I_bg_hat"])
             total = (total + W["L_VAE"] * L_VAE + W["L_REC"] * L_REC + W["L_PER"] * L_PER
                      + W["L_adv_rec"] * adv(bg_hat["D_bgA"], bg_hat["D_bgB"], c["D_cA"][b:]))
-        self.opt_G.zero_grad(set_to_none=True)
-        total.backward()
-        self.opt_G.step()
-        return float(total.detach())
+        return total
 
     def random_batch(self, batch_size, gen: torch.Generator):
         """Random X_c, X_bg in [-1, 1] and one step's noise (child, z, per-path betas and eps)."""
@@ -646,6 +672,9 @@ def main(argv=None):
                     help="tcmalloc: Debian's libtcmalloc-minimal4 preloaded (the program starts itself again "
                     "with LD_PRELOAD); tuned: glibc mallopt without mmap/trim thresholds (tune_malloc); "
                     "default: as started")
+    ap.add_argument("--autocast", choices=tuple(AUTOCAST), default="off",
+                    help="bf16: forward passes and losses under torch.autocast('cpu', torch.bfloat16), the "
+                    "counterpart of onegan_tf's --mixed_precision=mixed_bfloat16 (default: off, float32)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     if a.malloc == "tcmalloc":
@@ -654,7 +683,7 @@ def main(argv=None):
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     cfg = Cfg(a.image_size, a.channel_mult)
-    trainer = Trainer(cfg, channels_last=a.channels_last, adam_impl=a.adam)
+    trainer = Trainer(cfg, channels_last=a.channels_last, adam_impl=a.adam, autocast=a.autocast)
     gen = torch.Generator().manual_seed(a.seed)
     phases = a.phases.split(",")
     if a.mode == "count":
@@ -686,6 +715,7 @@ def main(argv=None):
             "images_per_s": a.batch_size / median, "step_seconds": seconds,
             "config": {"image_size": a.image_size, "channel_mult": a.channel_mult, "batch_size": a.batch_size,
                        "channels_last": a.channels_last, "adam": a.adam, "malloc": a.malloc,
+                       "autocast": a.autocast,
                        "malloc_tuned": malloc_tuned, "ld_preload": os.environ.get("LD_PRELOAD", "")},
             "threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()},
             "torch": torch.__version__, "cpu_model": cpu, "cpu_count": os.cpu_count(),
