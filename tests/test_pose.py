@@ -6,10 +6,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny import tiny_config
 
 from onegan_tf import flops, networks, pose
 from onegan_tf.config import ConfigError, ModelConfig
 from onegan_tf.model import OneGAN
+from onegan_tf.trainer import OneGANTrainer, step_noise
 
 BASE = dict(image_size=32, channel_mult=0.125, n_child=6, n_parent=3)
 
@@ -120,3 +122,21 @@ def test_pose_turn_init_without_pose_warp_is_refused():
         ModelConfig(**BASE, pose_turn_init=1.0)
     with pytest.raises(ConfigError, match="pose_turn_init=-1.0 must be >= 0"):
         ModelConfig(**BASE, pose_warp=True, pose_turn_init=-1.0)
+
+
+@pytest.mark.slow
+def test_a_phase_iib_step_with_the_warp_trains_the_pose_head_and_logs_finite_terms():
+    """The whole step (generation, both reconstruction paths with z^'s pose) runs with the warp on, and the
+    generator update moves the pose head."""
+    cfg = tiny_config(pose_warp=True, pose_turn_init=1.0)
+    keras.utils.set_random_seed(0)
+    trainer = OneGANTrainer(cfg)
+    trainer.init_clones()
+    b, s = cfg.train.batch_size, cfg.model.image_size
+    rng = np.random.default_rng(0)
+    batch = {**{k: tf.constant(rng.uniform(-1, 1, (b, s, s, 3)).astype("float32")) for k in ("x_c", "x_bg")},
+             **step_noise(cfg.train.seed, 0, b, cfg)}
+    head = [np.array(v) for v in trainer.model.G_fg2.pose.weights]
+    out = trainer.train_step(batch, phase="IIb")
+    assert all(np.isfinite(float(v)) for v in out.values())
+    assert all(not np.array_equal(a, np.array(v)) for a, v in zip(head, trainer.model.G_fg2.pose.weights))

@@ -311,6 +311,7 @@ def test_a_non_finite_step_between_two_checks_is_caught_by_the_in_graph_tracker(
     (["--dataset=cub", "--data_dir=/nonexistent", "--n_child=200", "--n_parent=20"],
      "--data_dir='/nonexistent' does not exist"),
     (["--shape_code_gain=0"], "shape_code_gain=0.0 must be > 0"),
+    (["--pose_turn_init=1"], "pose_turn_init=1.0 needs pose_warp=True (--pose_warp)"),
 ])
 def test_bad_input_is_an_error_before_any_work(tmp_path, capsys, flags, message):
     """The command's `main` in this process (a process start would only add TensorFlow's import; the demo test
