@@ -85,6 +85,10 @@ class ModelConfig:
     pose_warp: bool = _field(False, "Draw I_fg and I_m of G_fg2 in a canonical pose and place them by a pose "
                              "(turn, mirror, scale, shift) from a small head on z, so that one parent code "
                              "covers its family in every pose (not in the paper; docs/design.md §3).")
+    pose_mse: bool = _field(False, "With --pose_warp: L_MSE also asks E_p to read the pose back, the sampling map "
+                            "and mirror weight of its mu_z against those of z on the stopped fake (the pose head's "
+                            "weights stopped), so that the reconstruction path places the object where it is "
+                            "(not in the paper; docs/design.md §3).")
     pose_turn_init: float = _field(0.0, "With --pose_warp: spread in radians of the turns (in-plane and about "
                                    "the vertical axis, which mirrors) that the pose head draws at "
                                    "initialisation; 0 starts every sample at the identity pose.")
@@ -107,6 +111,8 @@ class ModelConfig:
             raise ConfigError(f"shape_code_gain={self.shape_code_gain} must be > 0 (1 = the paper)")
         if self.pose_turn_init < 0:
             raise ConfigError(f"pose_turn_init={self.pose_turn_init} must be >= 0 (0 = start at the identity pose)")
+        if self.pose_mse and not self.pose_warp:
+            raise ConfigError("pose_mse=True needs pose_warp=True (--pose_warp): without it there is no pose to read")
         if self.pose_turn_init and not self.pose_warp:
             raise ConfigError(f"pose_turn_init={self.pose_turn_init} needs pose_warp=True (--pose_warp): "
                               "without it there is no pose head to initialise")

@@ -72,6 +72,14 @@ def code_distance_loss(v_c, mu_c, v_p, mu_p, A_fg, B_fg, A_bg=None, B_bg=None):
     return loss
 
 
+def pose_distance_loss(target_map, target_mirror, map_, mirror):
+    """With `--pose_warp --pose_mse`, beside Eq. 13: MSE between the pose of z and the pose read back from the
+    fake, compared as sampling maps (B, 2, 3) and mirror weights (B,), which do not wrap around as angles do.
+    The z side is the target (stop-gradient)."""
+    sg = tf.stop_gradient
+    return mse(sg(target_map), map_) + mse(sg(target_mirror), mirror)
+
+
 def code_regularization(v_p, v_c, v_bg):
     """Supplementary Sec. B: L_Rv = ||v_p||^2 + ||v_c||^2 + ||v_bg||^2 (squared norms, batch mean)."""
     sq = lambda v: tf.reduce_mean(tf.reduce_sum(tf.square(tf.cast(v, tf.float32)), axis=-1))  # noqa: E731

@@ -117,10 +117,14 @@ class PoseWarp(keras.layers.Layer):
         self.turn.build((None, self.d_z))
         self.place.build((None, self.d_z))
 
-    def pose(self, z):
-        """The (B, 5) pose parameters of z (`POSE_PARAMETERS`)."""
+    def pose(self, z, frozen: bool = False):
+        """The (B, 5) pose parameters of z (`POSE_PARAMETERS`); `frozen`: with the head's weights stopped, so a
+        loss on the result trains only what produced z."""
         z = ops.cast(z, "float32")
-        return ops.concatenate([self.turn(z), self.place(z)], -1)
+        if not frozen:
+            return ops.concatenate([self.turn(z), self.place(z)], -1)
+        stop = ops.stop_gradient
+        return ops.concatenate([ops.matmul(z, stop(d.kernel)) + stop(d.bias) for d in (self.turn, self.place)], -1)
 
     def call(self, inputs):
         images, z = inputs

@@ -25,6 +25,7 @@ from onegan_tf.distill import Distiller
 from onegan_tf.ema import GeneratorEMA
 from onegan_tf.model import BETA_NAMES, EPS_NAMES, OneGAN, sample_betas, sample_children, sample_eps, sample_z
 from onegan_tf.networks import network_inputs
+from onegan_tf.pose import pose_matrix
 
 # The phases in schedule order (Sec. 4.3) and the paths each runs: generation always; the reconstruction of
 # fake images from IIa; of real images from IIb. A checkpoint's `phase` variable stores the index into PHASES.
@@ -387,6 +388,12 @@ class OneGANTrainer(tf.Module):
             terms["gen/L_MSE"] = losses.code_distance_loss(
                 gen["v_c"], enc_fake["mu_c"], gen["v_p"], enc_fake["mu_p"], gen["A_fg"],
                 enc_fake["B_fg"] if mc.bypass else None, gen["A_bg"], B_bg)
+            if mc.pose_mse:
+                # E_p reads the pose back from the stopped fake: its mu_z placed by the pose head (weights
+                # stopped) against the pose that placed the fake (docs/design.md §3).
+                head = m.G_fg2.pose
+                terms["gen/L_MSE"] += losses.pose_distance_loss(
+                    *pose_matrix(head.pose(gen["z"])), *pose_matrix(head.pose(enc_fake["mu_z"], frozen=True)))
         if tc.weight_Rv:
             terms["gen/L_Rv"] = losses.code_regularization(gen["v_p"], gen["v_c"], gen["v_bg"])
         if tc.weight_RM:

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from tiny import tiny_config
 
-from onegan_tf import flops, networks, pose
+from onegan_tf import flops, losses, networks, pose
 from onegan_tf.config import ConfigError, ModelConfig
 from onegan_tf.model import OneGAN
 from onegan_tf.trainer import OneGANTrainer, step_noise
@@ -140,3 +140,55 @@ def test_a_phase_iib_step_with_the_warp_trains_the_pose_head_and_logs_finite_ter
     out = trainer.train_step(batch, phase="IIb")
     assert all(np.isfinite(float(v)) for v in out.values())
     assert all(not np.array_equal(a, np.array(v)) for a, v in zip(head, trainer.model.G_fg2.pose.weights))
+
+
+def test_the_frozen_pose_head_gives_the_same_pose_and_passes_gradient_only_to_z():
+    """`--pose_mse` reads the pose of E_p's mu_z through the head with its weights stopped: same values, and the
+    loss on them trains what produced z, never the head (which could otherwise satisfy it by ignoring z)."""
+    keras.utils.set_random_seed(0)
+    cfg = ModelConfig(**BASE, pose_warp=True, pose_turn_init=1.0)
+    head = networks.build_networks(cfg, names=("G_fg2",))["G_fg2"].pose
+    head.place.bias.assign([0.1, -0.2, 0.3])
+    z = tf.Variable(tf.random.stateless_normal((3, cfg.d_z), seed=(1, 2)))
+    with tf.GradientTape() as tape:
+        frozen = head.pose(z, frozen=True)
+        loss = tf.reduce_sum(tf.square(frozen))
+    np.testing.assert_allclose(np.asarray(frozen), np.asarray(head.pose(z)), atol=1e-6)
+    grads = tape.gradient(loss, [z] + head.trainable_variables)
+    assert float(tf.reduce_max(tf.abs(grads[0]))) > 0
+    assert all(g is None for g in grads[1:])
+
+
+def test_the_pose_distance_is_zero_for_the_same_pose_and_trains_the_read_side_only():
+    target = pose.pose_matrix(pose_of(theta=0.7, phi=0.4, rho=-0.2, t_x=0.1))
+    same = [tf.Variable(t) for t in pose.pose_matrix(pose_of(theta=0.7, phi=0.4, rho=-0.2, t_x=0.1))]
+    assert float(losses.pose_distance_loss(*target, *same)) == pytest.approx(0.0, abs=1e-10)
+    read = [tf.Variable(t) for t in pose.pose_matrix(pose_of(theta=0.7 + np.pi, phi=0.4, rho=-0.2, t_x=0.1))]
+    target_vars = [tf.Variable(t) for t in target]
+    with tf.GradientTape() as tape:
+        loss = losses.pose_distance_loss(*target_vars, *read)
+    assert float(loss) > 0.1   # half a turn away
+    grads = tape.gradient(loss, target_vars + read)
+    assert all(g is None for g in grads[:2]) and all(g is not None for g in grads[2:])
+
+
+def test_pose_mse_without_pose_warp_is_refused():
+    with pytest.raises(ConfigError, match=r"pose_mse=True needs pose_warp=True \(--pose_warp\)"):
+        ModelConfig(**BASE, pose_mse=True)
+
+
+@pytest.mark.slow
+def test_a_phase_i_step_with_pose_mse_adds_the_pose_distance_to_l_mse():
+    """Same weights, same noise: L_MSE with `--pose_mse` exceeds L_MSE without it by the pose distance, which
+    is positive while E_p has not learned to read the pose."""
+    out = {}
+    for pose_mse in (False, True):
+        cfg = tiny_config(pose_warp=True, pose_turn_init=1.0, pose_mse=pose_mse)
+        keras.utils.set_random_seed(0)
+        trainer = OneGANTrainer(cfg)
+        b, s = cfg.train.batch_size, cfg.model.image_size
+        rng = np.random.default_rng(0)
+        batch = {**{k: tf.constant(rng.uniform(-1, 1, (b, s, s, 3)).astype("float32")) for k in ("x_c", "x_bg")},
+                 **step_noise(cfg.train.seed, 0, b, cfg)}
+        out[pose_mse] = float(trainer.train_step(batch, phase="I")["gen/L_MSE"])
+    assert out[True] > out[False] + 1e-4
