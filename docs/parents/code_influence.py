@@ -19,10 +19,9 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 from absl import flags
+from evidence import json_main
 
-from onegan_tf import cli
 from onegan_tf.checkpoint import load_run
-from onegan_tf.files import write_json
 from onegan_tf.metrics.segmentation import iou, mask_overlaps
 
 
@@ -67,15 +66,8 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    fv = cli.parse(argv, define_flags, required=("run_dir", "out"),
-                   usage=__doc__.split("usage: ")[1].split("\n")[0])
-    if fv is None:
-        return 2
-    out = code_influence(fv.run_dir, fv.num_images, fv.seed)
-    out["command"] = " ".join(sys.argv if argv is None else argv)
-    write_json(fv.out, out)
-    print(out)
-    return 0
+    return json_main(argv, define_flags, __doc__, ("run_dir", "out"),
+                     lambda fv: code_influence(fv.run_dir, fv.num_images, fv.seed))
 
 
 if __name__ == "__main__":

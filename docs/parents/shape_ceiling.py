@@ -28,12 +28,12 @@ from typing import Sequence
 import keras
 import numpy as np
 from absl import flags
+from evidence import json_main
 from scipy.cluster.vq import kmeans2
 
-from onegan_tf import cli, data
+from onegan_tf import data
 from onegan_tf.checkpoint import load_run
 from onegan_tf.diagnose import pool, ridge_probe
-from onegan_tf.files import write_json
 from onegan_tf.flags import config_from_flags, define_config_flags
 from onegan_tf.metrics.clustering import hungarian_accuracy, normalized_mutual_info
 
@@ -156,14 +156,9 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    fv = cli.parse(argv, define_flags, required=("out",), usage=__doc__.split("usage: ")[1].split("\n")[0])
-    if fv is None:
-        return 2
-    out = shape_ceiling(config_from_flags(fv), fv.split, fv.probe_train_fraction, fv.seed, fv.model_run_dir)
-    out["command"] = " ".join(sys.argv if argv is None else argv)
-    write_json(fv.out, out)
-    print(out)
-    return 0
+    return json_main(argv, define_flags, __doc__, ("out",),
+                     lambda fv: shape_ceiling(config_from_flags(fv), fv.split, fv.probe_train_fraction, fv.seed,
+                                              fv.model_run_dir))
 
 
 if __name__ == "__main__":
