@@ -89,9 +89,9 @@ class ModelConfig:
                             "and mirror weight of its mu_z against those of z on the stopped fake (the pose head's "
                             "weights stopped), so that the reconstruction path places the object where it is "
                             "(not in the paper; docs/design.md §3).")
-    pose_turn_init: float = _field(0.0, "With --pose_warp: spread in radians of the turns (in-plane and about "
-                                   "the vertical axis, which mirrors) that the pose head draws at "
-                                   "initialisation; 0 starts every sample at the identity pose.")
+    pose_turn_init: float = _field(0.0, "With --pose_warp: spread in radians of the in-plane turn and of the "
+                                   "mirror's phase (0 = the drawing, pi = its mirror image) that the pose head "
+                                   "draws at initialisation; 0 starts every sample at the identity pose.")
 
     def __post_init__(self):
         if self.image_size not in IMAGE_SIZES:

@@ -16,10 +16,9 @@ bfloat16), one run of `python -m onegan_tf.bench --what=train,flops` (which also
 one of `onegan_torch.py bench` (its default: the best build), alternating which goes first (A B, B A, ...)
 so that the load of a shared machine falls on both alike. Every measurement is printed as a JSON line (and
 appended to `--out`) with the load average; then, per config, precision and phase, the median over rounds of
-each framework's s/step, the ratio onegan_tf / PyTorch, the load range, the ceiling conv and onegan_tf's
-FLOP/s as a share of it, the ceiling conv timed in onegan_tf's compute dtype (also appended to `--out` as
-"summary" lines); with more than one precision, also
-each framework's fastest precision against the other's ("best").
+each framework's s/step, the ratio onegan_tf / PyTorch, the load range, the ceiling conv (timed in
+onegan_tf's compute dtype) and onegan_tf's FLOP/s as a share of it, also appended to `--out` as "summary"
+lines; with more than one precision, also each framework's fastest precision against the other's ("best").
 `settings`: each setting of one framework (`TORCH_SETTINGS`, `TF_SETTINGS`) alone against its baseline, in
 rounds that rotate their order.
 Run from the repository root.
@@ -103,7 +102,7 @@ PRECISIONS = {
 def _parse_precisions(a) -> list[str]:
     names = a.precision.split(",")
     unknown = [n for n in names if n not in PRECISIONS]
-    if unknown or not names:
+    if unknown:
         raise SystemExit(f"--precision={a.precision}: unknown {unknown}; choose from {', '.join(PRECISIONS)}")
     return names
 
