@@ -80,6 +80,19 @@ def pose_distance_loss(target_map, target_mirror, map_, mirror):
     return mse(sg(target_map), map_) + mse(sg(target_mirror), mirror)
 
 
+POSE_CLASS_GAIN = 10.0
+
+
+def pose_class_loss(pose_class, mu):
+    """With `--pose_warp --pose_discrete --pose_mse`, beside Eq. 13: cross-entropy between the discrete pose of
+    z (`pose.discrete_pose`, int (B,)) and E_p's mu_z read as logits over those poses (its first 8 components,
+    whose argmax is the pose the reconstruction path then takes), times `POSE_CLASS_GAIN`: L_VAE's KL pulls
+    mu_z to 0 with 0.5 mu^2 a component, which would cap the logits' margin near 1.5 and the loss near 0.9;
+    the gain leaves the argmax as it is and lets a margin of 0.15 in mu_z pay. Trains the read side only."""
+    logits = POSE_CLASS_GAIN * tf.cast(mu, tf.float32)
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.stop_gradient(pose_class), logits))
+
+
 def code_regularization(v_p, v_c, v_bg):
     """Supplementary Sec. B: L_Rv = ||v_p||^2 + ||v_c||^2 + ||v_bg||^2 (squared norms, batch mean)."""
     sq = lambda v: tf.reduce_mean(tf.reduce_sum(tf.square(tf.cast(v, tf.float32)), axis=-1))  # noqa: E731

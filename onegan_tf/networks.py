@@ -142,44 +142,51 @@ class ForegroundRenderer(keras.Model):
     With `mask_before_child` it reads res_p's output instead of res_c's, so that the mask is a function of v_p
     and z alone, as FineGAN's parent stage draws the shape (a deviation; off in the paper configs).
     With `pose_warp` it is called on `(C_fg0, v_p, v_c, z)`: I_fg and I_m are drawn in a canonical pose and
-    placed by a pose taken from z (`pose.PoseWarp` on d_z codes, `turn_init` its initial spread of turns; off
-    in the paper configs, a deviation; docs/design.md §3).
+    placed by a pose taken from z (`pose.PoseWarp` on d_z codes, `turn_init` its initial spread of turns,
+    `pose_discrete` its 8 quarter turns and mirrors; off in the paper configs, a deviation; docs/design.md §3).
     """
 
     def __init__(self, widths: tuple, norm: str = "glu_lnorm", mask_sees_parent: bool = False,
                  mask_before_child: bool = False, pose_warp: bool = False, d_z: int = 100, turn_init: float = 0.0,
-                 **kwargs):
+                 pose_discrete: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.widths, self.norm, self.mask_sees_parent = tuple(widths), norm, mask_sees_parent
         self.mask_before_child = mask_before_child
         self.pose_warp, self.d_z, self.turn_init = pose_warp, int(d_z), float(turn_init)
+        self.pose_discrete = bool(pose_discrete)
         self.res_p = ResBlock(widths[0], norm, name="res_p")
         self.res_c = ResBlock(widths[1], norm, name="res_c")
         self.to_rgb = conv(3, 3, bias=True, name="to_rgb", dtype="float32")
         self.to_mask = conv(1, 3, bias=True, name="to_mask", dtype="float32")
         if pose_warp:
-            self.pose = PoseWarp(d_z, turn_init, name="pose")
+            self.pose = PoseWarp(d_z, turn_init, pose_discrete, name="pose")
 
     def call(self, inputs):
         if self.pose_warp != (len(inputs) == 4):
             raise ValueError(f"G_fg2 {'with' if self.pose_warp else 'without'} pose_warp is called on "
                              f"{'(C_fg0, v_p, v_c, z)' if self.pose_warp else '(C_fg0, v_p, v_c)'}; "
                              f"got {len(inputs)} inputs")
-        C_fg0, v_p, v_c = inputs[:3]
+        drawn = self.draw(inputs[:3])
+        if not self.pose_warp:
+            return drawn
+        I_fg, I_m = self.pose(([drawn["I_fg"], drawn["I_m"]], inputs[3]))
+        return {"I_fg": I_fg, "I_m": I_m}
+
+    def draw(self, inputs):
+        """I_fg and I_m from `(C_fg0, v_p, v_c)` before the pose warp: with `pose_warp`, in the canonical pose."""
+        C_fg0, v_p, v_c = inputs
         C_fg1 = self.res_p((C_fg0, v_p))
         C_fg2 = ops.cast(self.res_c((C_fg1, v_c)), "float32")
         mask_in = ops.cast(C_fg1, "float32") if self.mask_before_child else C_fg2
         if self.mask_sees_parent:
             mask_in = ops.concatenate([mask_in, broadcast_code(v_p, mask_in)], -1)
-        I_fg, I_m = ops.tanh(self.to_rgb(C_fg2)), ops.sigmoid(self.to_mask(mask_in))
-        if self.pose_warp:
-            I_fg, I_m = self.pose(([I_fg, I_m], inputs[3]))
-        return {"I_fg": I_fg, "I_m": I_m}
+        return {"I_fg": ops.tanh(self.to_rgb(C_fg2)), "I_m": ops.sigmoid(self.to_mask(mask_in))}
 
     def get_config(self):
         return {**super().get_config(), "widths": list(self.widths), "norm": self.norm,
                 "mask_sees_parent": self.mask_sees_parent, "mask_before_child": self.mask_before_child,
-                "pose_warp": self.pose_warp, "d_z": self.d_z, "turn_init": self.turn_init}
+                "pose_warp": self.pose_warp, "d_z": self.d_z, "turn_init": self.turn_init,
+                "pose_discrete": self.pose_discrete}
 
 
 class _DenseNormAct(keras.layers.Layer):
@@ -411,7 +418,7 @@ def build_networks(cfg: ModelConfig, names: tuple[str, ...] = NETWORK_NAMES) -> 
         "G_fg1": ForegroundUpsampler(tuple(w(c) for c in FG1_WIDTHS), cfg.norm, name="G_fg1"),
         "G_fg2": ForegroundRenderer(tuple(w(c) for c in FG2_WIDTHS), cfg.norm, cfg.mask_sees_parent,
                                     cfg.mask_before_child, cfg.pose_warp, cfg.d_z, cfg.pose_turn_init,
-                                    name="G_fg2"),
+                                    cfg.pose_discrete, name="G_fg2"),
         "E_c": StyleEncoder(S, enc, hidden, cfg.n_child, cfg.d_c, name="E_c"),
         "E_p": ShapeEncoder(S, enc, hidden, cfg.n_parent, cfg.d_p, cfg.d_z, gen[2], cfg.norm, name="E_p"),
         "E_bg": BackgroundEncoder(S, enc[:3], gen[2], cfg.norm, name="E_bg"),

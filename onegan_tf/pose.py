@@ -12,7 +12,9 @@ that does not depend on the pose.
 - `warp(images, M)`    bilinear sampling of images at M [x, y, 1] (normalised coordinates), differentiable in
                        the images and in M, zero outside the canonical frame
 - `place(images, pose)` the drawing and its mirror image warped and blended
-- `PoseWarp`           Linear(d_z, 2 + 3) on z -> place, for the pair (I_fg, I_m)
+- `PoseWarp`           Linear(d_z, 2 + 3) on z -> place, for the pair (I_fg, I_m); with `discrete`,
+                       Linear(d_z, 1 + 3) and one of `N_DISCRETE_POSES` quarter turns and mirrors
+- `discrete_pose(z)`   that pose's index: which of z's first `N_DISCRETE_POSES` components is largest
 
 The pose reads each output pixel p from the canonical drawing at e^rho * R(theta) * p + t (theta an in-plane
 turn, e^rho a scale, t a shift), and from its mirror image at e^rho * R(theta) * diag(-1, 1) * p + t, and
@@ -20,6 +22,12 @@ blends the two by w = (1 - cos phi) / 2: phi = 0 is the drawing, phi = pi its mi
 is a blend of two whole outlines, so a mirror is reached continuously without narrowing the object (a turn
 about the vertical axis would stretch it into a stripe on the way). All zero is the identity: the head's
 weights start at zero (or with the turns spread by `turn_init`), so a model starts as the unwarped one.
+With `discrete` (`--pose_discrete`) the coarse pose is not a regression from z but a class: the index k of the
+largest of z's first 8 components (each k has probability 1/8 under z ~ N(0, I)) picks a quarter turn
+(k mod 4) and whether to mirror (k >= 4); the head adds a residual turn, the scale and the shift. A quarter
+turn or a mirror maps the pixel grid onto itself, so these 8 poses lose nothing and blend nothing, and an
+encoder can learn k as a classification (`losses.pose_class_loss`): for a shape that looks the same in two
+of the poses, either is right, where a regression of the angle averages them into the canonical pose.
 The sampling and the trigonometry are O(1) per pixel and per sample, left out of FLOPs as the resizes are
 (`flops.py`); the head's Linear layers are counted there.
 """
@@ -27,11 +35,13 @@ The sampling and the trigonometry are O(1) per pixel and per sample, left out of
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 from onegan_tf.layers import register
 
 POSE_PARAMETERS = ("theta", "phi", "rho", "t_x", "t_y")
+N_DISCRETE_POSES = 8   # 4 quarter turns x (drawing, mirror image)
 
 
 def pose_matrix(pose):
@@ -43,6 +53,12 @@ def pose_matrix(pose):
     row_x = ops.stack([scale * c, -scale * s, t_x], -1)
     row_y = ops.stack([scale * s, scale * c, t_y], -1)
     return ops.stack([row_x, row_y], -2), (1.0 - ops.cos(phi)) / 2.0
+
+
+def discrete_pose(z):
+    """With `--pose_discrete`: the index (B,) int32 in [0, 8) of the largest of z's first 8 components; k mod 4
+    quarter turns, mirrored when k >= 4."""
+    return ops.cast(ops.argmax(ops.cast(z, "float32")[:, :N_DISCRETE_POSES], -1), "int32")
 
 
 def mirrored(matrix):
@@ -102,29 +118,42 @@ class PoseWarp(keras.layers.Layer):
 
     The head is two Linear layers on z with bias: `turn` gives theta and phi, `place` rho and t. `turn_init`
     is the spread (radians) of the turns `turn` draws at initialisation (weights N(0, turn_init^2 / d_z), as
-    z ~ N(0, I)); 0 starts every sample at the identity pose. `place` starts at zero.
+    z ~ N(0, I)); 0 starts every sample at the identity pose. `place` starts at zero. With `discrete`, `turn`
+    gives only a residual theta, added to `discrete_pose(z)`'s quarter turns, and phi is 0 or pi by that index.
     """
 
-    def __init__(self, d_z: int, turn_init: float = 0.0, **kwargs):
+    def __init__(self, d_z: int, turn_init: float = 0.0, discrete: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.d_z, self.turn_init = int(d_z), float(turn_init)
+        self.d_z, self.turn_init, self.discrete = int(d_z), float(turn_init), bool(discrete)
+        if self.discrete and self.d_z < N_DISCRETE_POSES:
+            raise ValueError(f"a discrete pose is read from z's first {N_DISCRETE_POSES} components; d_z={d_z}")
         spread = (keras.initializers.RandomNormal(stddev=self.turn_init / self.d_z ** 0.5) if self.turn_init
                   else "zeros")
-        self.turn = keras.layers.Dense(2, kernel_initializer=spread, name="turn", dtype="float32")
+        self.turn = keras.layers.Dense(1 if self.discrete else 2, kernel_initializer=spread, name="turn",
+                                       dtype="float32")
         self.place = keras.layers.Dense(3, kernel_initializer="zeros", name="place", dtype="float32")
 
     def build(self, input_shape):
         self.turn.build((None, self.d_z))
         self.place.build((None, self.d_z))
 
-    def pose(self, z, frozen: bool = False):
+    def pose(self, z, frozen: bool = False, coarse: bool = True):
         """The (B, 5) pose parameters of z (`POSE_PARAMETERS`); `frozen`: with the head's weights stopped, so a
-        loss on the result trains only what produced z."""
+        loss on the result trains only what produced z. With `discrete`, `coarse=False` leaves the quarter
+        turns and the mirror of `discrete_pose` out (the part a classification reads)."""
         z = ops.cast(z, "float32")
-        if not frozen:
-            return ops.concatenate([self.turn(z), self.place(z)], -1)
-        stop = ops.stop_gradient
-        return ops.concatenate([ops.matmul(z, stop(d.kernel)) + stop(d.bias) for d in (self.turn, self.place)], -1)
+        heads = (self.turn, self.place)
+        if frozen:
+            stop = ops.stop_gradient
+            turn, place_ = (ops.matmul(z, stop(d.kernel)) + stop(d.bias) for d in heads)
+        else:
+            turn, place_ = (d(z) for d in heads)
+        if not self.discrete:
+            return ops.concatenate([turn, place_], -1)
+        k = discrete_pose(z) if coarse else ops.zeros_like(turn[:, 0], "int32")
+        quarter, mirror = ops.cast(k % 4, "float32"), ops.cast(k // 4, "float32")
+        theta = turn[:, 0] + quarter * (np.pi / 2)
+        return ops.concatenate([ops.stack([theta, mirror * np.pi], -1), place_], -1)
 
     def call(self, inputs):
         images, z = inputs
@@ -132,4 +161,4 @@ class PoseWarp(keras.layers.Layer):
         return [place(x, pose) for x in images]
 
     def get_config(self):
-        return {**super().get_config(), "d_z": self.d_z, "turn_init": self.turn_init}
+        return {**super().get_config(), "d_z": self.d_z, "turn_init": self.turn_init, "discrete": self.discrete}

@@ -192,3 +192,75 @@ def test_a_phase_i_step_with_pose_mse_adds_the_pose_distance_to_l_mse():
                  **step_noise(cfg.train.seed, 0, b, cfg)}
         out[pose_mse] = float(trainer.train_step(batch, phase="I")["gen/L_MSE"])
     assert out[True] > out[False] + 1e-4
+
+
+# -- --pose_discrete: the quarter turns and the mirror as one of 8 poses, read back as a class ----------------
+
+
+def test_a_discrete_pose_turns_and_mirrors_by_the_largest_of_zs_first_eight():
+    """z with its k-th component largest places the drawing k mod 4 quarter turns round, then mirrors it when k >= 4,
+    exactly (a quarter turn or a mirror maps the pixel grid onto itself); the rest of z does not pick it."""
+    head = pose.PoseWarp(16, discrete=True)
+    head.build((None, 16))
+    x = random_masks(batch=8, seed=1)
+    z = np.full((8, 16), -1.0, "float32")
+    z[:, 8:] = 5.0                          # larger, but past the first 8: not read by the discrete pose
+    z[np.arange(8), np.arange(8)] = 1.0
+    np.testing.assert_array_equal(np.asarray(pose.discrete_pose(z)), np.arange(8))
+    y = np.asarray(head(([x], tf.constant(z)))[0])
+    for k in range(8):
+        turned = np.rot90(x[k], k % 4, axes=(0, 1))
+        np.testing.assert_allclose(y[k], turned[:, ::-1] if k >= 4 else turned, atol=1e-5, err_msg=f"pose {k}")
+
+
+def test_the_discrete_pose_is_uniform_and_the_head_keeps_only_a_residual_turn():
+    keras.utils.set_random_seed(0)
+    cfg = ModelConfig(**BASE, pose_warp=True, pose_discrete=True, pose_turn_init=0.5)
+    head = networks.build_networks(cfg, names=("G_fg2",))["G_fg2"].pose
+    assert tuple(head.turn.kernel.shape) == (cfg.d_z, 1)
+    z = tf.random.stateless_normal((8000, cfg.d_z), seed=(7, 8))
+    counts = np.bincount(np.asarray(pose.discrete_pose(z)), minlength=8) / 8000
+    np.testing.assert_allclose(counts, 1 / 8, atol=0.02)
+    fine, full = np.asarray(head.pose(z, coarse=False)), np.asarray(head.pose(z))
+    assert np.std(fine[:, 0]) == pytest.approx(0.5, rel=0.2)      # the residual turn, spread by turn_init
+    np.testing.assert_array_equal(fine[:, 1], 0.0)
+    k = np.asarray(pose.discrete_pose(z))
+    np.testing.assert_allclose(full[:, 0] - fine[:, 0], (k % 4) * np.pi / 2, atol=1e-5)
+    np.testing.assert_allclose(full[:, 1], (k // 4) * np.pi, atol=1e-6)
+    again = keras.layers.deserialize(keras.layers.serialize(head))
+    assert again.discrete and np.asarray(again.pose(z[:4])).shape == (4, 5)
+
+
+def test_the_pose_class_loss_is_low_for_the_right_class_and_trains_the_read_side_only():
+    right = tf.Variable(tf.one_hot([2, 6], 8) * 10.0)
+    wrong = tf.Variable(tf.one_hot([3, 1], 8) * 10.0)
+    assert float(losses.pose_class_loss(tf.constant([2, 6]), right)) < 1e-3
+    with tf.GradientTape() as tape:
+        loss = losses.pose_class_loss(tf.constant([2, 6]), wrong)
+    assert float(loss) > 5.0
+    grad = np.asarray(tape.gradient(loss, wrong))
+    assert grad[0, 2] < 0 and grad[0, 3] > 0     # descent raises the right class and lowers the wrong one
+
+
+def test_pose_discrete_without_pose_warp_or_with_a_short_z_is_refused():
+    with pytest.raises(ConfigError, match=r"pose_discrete=True needs pose_warp=True \(--pose_warp\)"):
+        ModelConfig(**BASE, pose_discrete=True)
+    with pytest.raises(ConfigError, match="from z's first 8 components; d_z=4"):
+        ModelConfig(**BASE, pose_warp=True, pose_discrete=True, d_z=4)
+
+
+@pytest.mark.slow
+def test_a_phase_i_step_with_discrete_pose_mse_adds_the_pose_class_to_l_mse():
+    """With --pose_discrete, --pose_mse adds the class loss of the 8 poses (about log 8 for an encoder that has
+    not learned them) to L_MSE, beside the distance of the residual pose."""
+    out = {}
+    for pose_mse in (False, True):
+        cfg = tiny_config(pose_warp=True, pose_discrete=True, pose_turn_init=0.5, pose_mse=pose_mse)
+        keras.utils.set_random_seed(0)
+        trainer = OneGANTrainer(cfg)
+        b, s = cfg.train.batch_size, cfg.model.image_size
+        rng = np.random.default_rng(0)
+        batch = {**{k: tf.constant(rng.uniform(-1, 1, (b, s, s, 3)).astype("float32")) for k in ("x_c", "x_bg")},
+                 **step_noise(cfg.train.seed, 0, b, cfg)}
+        out[pose_mse] = float(trainer.train_step(batch, phase="I")["gen/L_MSE"])
+    assert out[True] > out[False] + 1.0
