@@ -264,3 +264,14 @@ def test_a_phase_i_step_with_discrete_pose_mse_adds_the_pose_class_to_l_mse():
                  **step_noise(cfg.train.seed, 0, b, cfg)}
         out[pose_mse] = float(trainer.train_step(batch, phase="I")["gen/L_MSE"])
     assert out[True] > out[False] + 1.0
+
+
+def test_the_reconstruction_path_takes_the_discrete_pose_from_mu_z_not_the_sampled_z_hat():
+    model = OneGAN(ModelConfig(**BASE, pose_warp=True, pose_discrete=True))
+    z_hat = tf.random.stateless_normal((3, model.cfg.d_z), seed=(9, 10))
+    mu_z = tf.random.stateless_normal((3, model.cfg.d_z), seed=(11, 12))
+    (z,) = model.pose_of(z_hat, mu_z)
+    np.testing.assert_array_equal(np.asarray(z[:, :8]), np.asarray(mu_z[:, :8]))
+    np.testing.assert_array_equal(np.asarray(z[:, 8:]), np.asarray(z_hat[:, 8:]))
+    (z,) = OneGAN(ModelConfig(**BASE, pose_warp=True)).pose_of(z_hat, mu_z)   # a regressed pose is sampled
+    np.testing.assert_array_equal(np.asarray(z), np.asarray(z_hat))
