@@ -89,10 +89,11 @@ class ModelConfig:
                             "and mirror weight of its mu_z against those of z on the stopped fake (the pose head's "
                             "weights stopped), so that the reconstruction path places the object where it is "
                             "(not in the paper; docs/design.md §3).")
-    pose_discrete: bool = _field(False, "With --pose_warp: the quarter turn and the mirror are one of 8 poses, "
-                                 "picked by the largest of z's first 8 components, and the head on z adds a "
-                                 "residual turn, scale and shift; with --pose_mse E_p reads the 8 poses back as "
-                                 "a classification (not in the paper; docs/design.md §3).")
+    pose_discrete: bool = _field(False, "With --pose_warp --pose_mse: the quarter turn and the mirror are one of 8 "
+                                 "poses, picked by the largest of z's first 8 components, and the head on z adds "
+                                 "a residual turn, scale and shift; E_p reads the 8 poses back with a head of its "
+                                 "own as a classification, the rest as a regression, and the reconstruction path "
+                                 "places the object by what it read (not in the paper; docs/design.md §3).")
     pose_turn_init: float = _field(0.0, "With --pose_warp: spread in radians of the in-plane turn and of the "
                                    "mirror's phase (0 = the drawing, pi = its mirror image) that the pose head "
                                    "draws at initialisation; 0 starts every sample at the identity pose.")
@@ -117,8 +118,9 @@ class ModelConfig:
             raise ConfigError(f"pose_turn_init={self.pose_turn_init} must be >= 0 (0 = start at the identity pose)")
         if self.pose_mse and not self.pose_warp:
             raise ConfigError("pose_mse=True needs pose_warp=True (--pose_warp): without it there is no pose to read")
-        if self.pose_discrete and not self.pose_warp:
-            raise ConfigError("pose_discrete=True needs pose_warp=True (--pose_warp): without it there is no pose")
+        if self.pose_discrete and not (self.pose_warp and self.pose_mse):
+            raise ConfigError("pose_discrete=True needs pose_warp=True and pose_mse=True (--pose_warp --pose_mse): "
+                              "without them there is no pose, or nothing teaches E_p to read it")
         if self.pose_discrete and self.d_z < 8:
             raise ConfigError(f"pose_discrete=True reads one of 8 poses from z's first 8 components; d_z={self.d_z}")
         if self.pose_turn_init and not self.pose_warp:

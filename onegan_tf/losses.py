@@ -80,17 +80,14 @@ def pose_distance_loss(target_map, target_mirror, map_, mirror):
     return mse(sg(target_map), map_) + mse(sg(target_mirror), mirror)
 
 
-POSE_CLASS_GAIN = 10.0
-
-
-def pose_class_loss(pose_class, mu):
-    """With `--pose_warp --pose_discrete --pose_mse`, beside Eq. 13: cross-entropy between the discrete pose of
-    z (`pose.discrete_pose`, int (B,)) and E_p's mu_z read as logits over those poses (its first 8 components,
-    whose argmax is the pose the reconstruction path then takes), times `POSE_CLASS_GAIN`: L_VAE's KL pulls
-    mu_z to 0 with 0.5 mu^2 a component, which would cap the logits' margin near 1.5 and the loss near 0.9;
-    the gain leaves the argmax as it is and lets a margin of 0.15 in mu_z pay. Trains the read side only."""
-    logits = POSE_CLASS_GAIN * tf.cast(mu, tf.float32)
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.stop_gradient(pose_class), logits))
+def pose_read_loss(pose_class, fine, class_hat, fine_hat):
+    """With `--pose_warp --pose_discrete --pose_mse`, beside Eq. 13: E_p reads the pose of the stopped fake —
+    cross-entropy between the discrete pose of z (`pose.discrete_pose`, int (B,)) and E_p's logits over the
+    poses, plus MSE between the pose head's residual turn, scale and shift on z (B, 4) and E_p's reading of
+    them. The z side is the target (stop-gradient): this trains E_p's pose head only."""
+    sg = tf.stop_gradient
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(sg(pose_class), tf.cast(class_hat, tf.float32))
+    return tf.reduce_mean(ce) + mse(sg(fine), fine_hat)
 
 
 def code_regularization(v_p, v_c, v_bg):

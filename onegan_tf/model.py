@@ -19,7 +19,7 @@ from keras import ops
 from onegan_tf.checks import after, check_classes, check_codes, check_images, require
 from onegan_tf.config import ModelConfig, parent_of
 from onegan_tf.networks import NETWORK_NAMES, build_networks
-from onegan_tf.pose import N_DISCRETE_POSES
+from onegan_tf.pose import compose_pose
 
 BETA_NAMES = ("beta1", "beta2", "beta3", "beta4")
 # The reparameterisation noise of the reconstruction path, by the code it samples: v^_p, v^_c, z^.
@@ -129,17 +129,20 @@ class OneGAN(tf.Module):
         return {**codes, "z": z, "A_bg": A_bg, "A_fg": A_fg, "I_bg": I_bg, **fg,
                 "I": compose(I_bg, fg["I_fg"], fg["I_m"])}
 
-    def pose_of(self, z, mu_z=None) -> tuple:
+    def pose_of(self, z) -> tuple:
         """G_fg2's pose input: (z,) with `--pose_warp`, which places the canonical foreground by a pose taken
         from z (z^ on the reconstruction path, so the bypass B_fg learns the object in the canonical pose too;
-        docs/design.md §3), else nothing. With `--pose_discrete` and the encoder's mean `mu_z` given, the 8
-        poses are read from mu_z, not from the sampled z^: a class is taken as its argmax, as the predicted
-        parent and child are, never sampled."""
-        if not self.cfg.pose_warp:
-            return ()
-        if self.cfg.pose_discrete and mu_z is not None:
-            z = tf.concat([tf.cast(mu_z[:, :N_DISCRETE_POSES], z.dtype), z[:, N_DISCRETE_POSES:]], -1)
-        return (z,)
+        docs/design.md §3), else nothing."""
+        return (z,) if self.cfg.pose_warp else ()
+
+    def read_pose(self, enc: dict):
+        """With `--pose_discrete`, the (B, 5) pose E_p reads from the image (`encode`'s output): the argmax of
+        its discrete pose logits, as the predicted parent and child are taken, composed with its residual turn,
+        scale and shift; the reconstruction path places the foreground by it. Else None (the pose of z^)."""
+        if not self.cfg.pose_discrete:
+            return None
+        k = tf.argmax(enc["pose_class_hat"], -1, output_type=tf.int32)
+        return compose_pose(k, enc["pose_fine_hat"])
 
     # -- encoders (Eq. 6-8) ------------------------------------------------------------------------------
     def encode(self, I, training: bool = False) -> dict:
@@ -180,8 +183,8 @@ class OneGAN(tf.Module):
         # Step 3: foreground.
         A_fg = self.G_fg0((v_pmix, z_hat), training=training)
         A_fgmix = mix(A_fg, enc["B_fg"], betas["beta3"]) if self.cfg.bypass else A_fg           # mixup 3
-        fg = self.G_fg2((self.G_fg1(A_fgmix, training=training), v_pmix, v_cmix) + self.pose_of(z_hat, enc["mu_z"]),
-                        training=training)
+        fg = self.G_fg2((self.G_fg1(A_fgmix, training=training), v_pmix, v_cmix) + self.pose_of(z_hat),
+                        pose=self.read_pose(enc), training=training)
         # Step 4: background, encoded with the predicted mask.
         A_bg = self.G_bg0((codes["v_bg"], z_hat), training=training)
         out = {}

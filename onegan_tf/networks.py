@@ -20,7 +20,7 @@ from keras import ops
 
 from onegan_tf.config import ModelConfig
 from onegan_tf.layers import DownBlock, GLUNorm, Normalize, ResBlock, SameBlock, UpBlock, broadcast_code, conv, register
-from onegan_tf.pose import PoseWarp
+from onegan_tf.pose import N_DISCRETE_POSES, N_FINE_POSE, PoseWarp
 
 # image size -> (resize target, strides of the three convs); Tab. 8 is the 128 row. Patch grids: 4x4, 3x3, 5x5.
 D_BG_GEOMETRY = {128: (126, (2, 2, 4)), 64: (62, (2, 2, 2)), 32: (30, (2, 1, 1))}
@@ -143,7 +143,8 @@ class ForegroundRenderer(keras.Model):
     and z alone, as FineGAN's parent stage draws the shape (a deviation; off in the paper configs).
     With `pose_warp` it is called on `(C_fg0, v_p, v_c, z)`: I_fg and I_m are drawn in a canonical pose and
     placed by a pose taken from z (`pose.PoseWarp` on d_z codes, `turn_init` its initial spread of turns,
-    `pose_discrete` its 8 quarter turns and mirrors; off in the paper configs, a deviation; docs/design.md §3).
+    `pose_discrete` its 8 quarter turns and mirrors), or by `pose` (B, 5) where the caller gives it (the pose
+    E_p reads; off in the paper configs, a deviation; docs/design.md §3).
     """
 
     def __init__(self, widths: tuple, norm: str = "glu_lnorm", mask_sees_parent: bool = False,
@@ -161,7 +162,7 @@ class ForegroundRenderer(keras.Model):
         if pose_warp:
             self.pose = PoseWarp(d_z, turn_init, pose_discrete, name="pose")
 
-    def call(self, inputs):
+    def call(self, inputs, pose=None):
         if self.pose_warp != (len(inputs) == 4):
             raise ValueError(f"G_fg2 {'with' if self.pose_warp else 'without'} pose_warp is called on "
                              f"{'(C_fg0, v_p, v_c, z)' if self.pose_warp else '(C_fg0, v_p, v_c)'}; "
@@ -169,7 +170,7 @@ class ForegroundRenderer(keras.Model):
         drawn = self.draw(inputs[:3])
         if not self.pose_warp:
             return drawn
-        I_fg, I_m = self.pose(([drawn["I_fg"], drawn["I_m"]], inputs[3]))
+        I_fg, I_m = self.pose(([drawn["I_fg"], drawn["I_m"]], inputs[3]), pose=pose)
         return {"I_fg": I_fg, "I_m": I_m}
 
     def draw(self, inputs):
@@ -274,12 +275,15 @@ class StyleEncoder(_EncoderBase):
 @register
 class ShapeEncoder(_EncoderBase):
     """E_p (Tab. 6, docs/design.md §3): I -> {e_p_hat (N_P), mu_p, sigma_p (d_p), mu_z, sigma_z (d_z), B_fg, H_p,
-    h_p, h_z}."""
+    h_p, h_z}. With `pose_classes` > 0 (`--pose_discrete`) a Linear head on h_z also reads the pose of
+    `pose.PoseWarp`: `pose_class_hat` (logits over the discrete poses) and `pose_fine_hat` (B, 4), the residual
+    turn, scale and shift (not in the paper)."""
 
     def __init__(self, image_size, widths, hidden, n_parent: int, d_p: int, d_z: int, bypass_width: int,
-                 norm: str = "glu_lnorm", **kwargs):
+                 norm: str = "glu_lnorm", pose_classes: int = 0, **kwargs):
         super().__init__(image_size, widths, hidden, **kwargs)
         self.n_parent, self.d_p, self.d_z, self.bypass_width, self.norm = n_parent, d_p, d_z, bypass_width, norm
+        self.pose_classes = int(pose_classes)
         self.stem = _Stem(widths[:3], name="stem")
         self.bypass1 = SameBlock(bypass_width, norm, name="bypass1")
         self.bypass2 = SameBlock(bypass_width, norm, name="bypass2")
@@ -291,19 +295,25 @@ class ShapeEncoder(_EncoderBase):
         self.sigma_p = _dense(d_p, bias=True, name="sigma_p", dtype="float32")
         self.mu_z = _dense(d_z, bias=True, name="mu_z", dtype="float32")
         self.sigma_z = _dense(d_z, bias=True, name="sigma_z", dtype="float32")
+        if self.pose_classes:
+            self.pose_hat = _dense(self.pose_classes + N_FINE_POSE, bias=True, name="pose_hat", dtype="float32")
 
     def call(self, I):
         _check_image(I, 3, self.image_size, "E_p")
         H_p = self.stem(I)
         h = self.trunk(H_p)[1]
         h_p, h_z = self.fc_p(h), self.fc_z(h)
-        return {"H_p": H_p, "B_fg": self.bypass2(self.bypass1(H_p)), "h_p": h_p, "h_z": h_z,
-                "e_p_hat": self.logits(h_p), "mu_p": self.mu_p(h_p), "sigma_p": self.sigma_p(h_p),
-                "mu_z": self.mu_z(h_z), "sigma_z": self.sigma_z(h_z)}
+        out = {"H_p": H_p, "B_fg": self.bypass2(self.bypass1(H_p)), "h_p": h_p, "h_z": h_z,
+               "e_p_hat": self.logits(h_p), "mu_p": self.mu_p(h_p), "sigma_p": self.sigma_p(h_p),
+               "mu_z": self.mu_z(h_z), "sigma_z": self.sigma_z(h_z)}
+        if self.pose_classes:
+            read = self.pose_hat(h_z)
+            out.update(pose_class_hat=read[:, :self.pose_classes], pose_fine_hat=read[:, self.pose_classes:])
+        return out
 
     def get_config(self):
         return {**super().get_config(), "n_parent": self.n_parent, "d_p": self.d_p, "d_z": self.d_z,
-                "bypass_width": self.bypass_width, "norm": self.norm}
+                "bypass_width": self.bypass_width, "norm": self.norm, "pose_classes": self.pose_classes}
 
 
 @register
@@ -420,7 +430,8 @@ def build_networks(cfg: ModelConfig, names: tuple[str, ...] = NETWORK_NAMES) -> 
                                     cfg.mask_before_child, cfg.pose_warp, cfg.d_z, cfg.pose_turn_init,
                                     cfg.pose_discrete, name="G_fg2"),
         "E_c": StyleEncoder(S, enc, hidden, cfg.n_child, cfg.d_c, name="E_c"),
-        "E_p": ShapeEncoder(S, enc, hidden, cfg.n_parent, cfg.d_p, cfg.d_z, gen[2], cfg.norm, name="E_p"),
+        "E_p": ShapeEncoder(S, enc, hidden, cfg.n_parent, cfg.d_p, cfg.d_z, gen[2], cfg.norm,
+                            N_DISCRETE_POSES if cfg.pose_discrete else 0, name="E_p"),
         "E_bg": BackgroundEncoder(S, enc[:3], gen[2], cfg.norm, name="E_bg"),
         "D_bg": BackgroundDiscriminator(S, (w(64), w(128), w(256)), name="D_bg"),
         "D_c": ObjectDiscriminator(S, enc, hidden, cfg.n_child, name="D_c"),

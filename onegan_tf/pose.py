@@ -15,6 +15,7 @@ that does not depend on the pose.
 - `PoseWarp`           Linear(d_z, 2 + 3) on z -> place, for the pair (I_fg, I_m); with `discrete`,
                        Linear(d_z, 1 + 3) and one of `N_DISCRETE_POSES` quarter turns and mirrors
 - `discrete_pose(z)`   that pose's index: which of z's first `N_DISCRETE_POSES` components is largest
+- `compose_pose(k, fine)` such an index and the head's residual turn, scale and shift -> (B, 5) parameters
 
 The pose reads each output pixel p from the canonical drawing at e^rho * R(theta) * p + t (theta an in-plane
 turn, e^rho a scale, t a shift), and from its mirror image at e^rho * R(theta) * diag(-1, 1) * p + t, and
@@ -26,8 +27,10 @@ With `discrete` (`--pose_discrete`) the coarse pose is not a regression from z b
 largest of z's first 8 components (each k has probability 1/8 under z ~ N(0, I)) picks a quarter turn
 (k mod 4) and whether to mirror (k >= 4); the head adds a residual turn, the scale and the shift. A quarter
 turn or a mirror maps the pixel grid onto itself, so these 8 poses lose nothing and blend nothing, and an
-encoder can learn k as a classification (`losses.pose_class_loss`): for a shape that looks the same in two
-of the poses, either is right, where a regression of the angle averages them into the canonical pose.
+encoder can learn k as a classification (E_p's `pose_class_hat`, `losses.pose_read_loss`): for a shape that
+looks the same in two of the poses either is right, where a regression of the angle averages them into the
+canonical pose. E_p reads the rest (`pose_fine_hat`) as a regression, and the reconstruction path places the
+object by what E_p read (`PoseWarp.call`'s `pose`), not by the pose of the sampled z^.
 The sampling and the trigonometry are O(1) per pixel and per sample, left out of FLOPs as the resizes are
 (`flops.py`); the head's Linear layers are counted there.
 """
@@ -42,6 +45,7 @@ from onegan_tf.layers import register
 
 POSE_PARAMETERS = ("theta", "phi", "rho", "t_x", "t_y")
 N_DISCRETE_POSES = 8   # 4 quarter turns x (drawing, mirror image)
+N_FINE_POSE = 4        # with them: the residual turn, rho, t_x, t_y
 
 
 def pose_matrix(pose):
@@ -59,6 +63,15 @@ def discrete_pose(z):
     """With `--pose_discrete`: the index (B,) int32 in [0, 8) of the largest of z's first 8 components; k mod 4
     quarter turns, mirrored when k >= 4."""
     return ops.cast(ops.argmax(ops.cast(z, "float32")[:, :N_DISCRETE_POSES], -1), "int32")
+
+
+def compose_pose(k, fine):
+    """The (B, 5) pose of discrete pose k (B,) int — k mod 4 quarter turns, mirrored when k >= 4 — and `fine`
+    (B, 4) = (residual theta, rho, t_x, t_y)."""
+    k = ops.cast(k, "int32")
+    fine = ops.cast(fine, "float32")
+    quarter, mirror = ops.cast(k % 4, "float32"), ops.cast(k // 4, "float32")
+    return ops.concatenate([ops.stack([fine[:, 0] + quarter * (np.pi / 2), mirror * np.pi], -1), fine[:, 1:]], -1)
 
 
 def mirrored(matrix):
@@ -137,27 +150,28 @@ class PoseWarp(keras.layers.Layer):
         self.turn.build((None, self.d_z))
         self.place.build((None, self.d_z))
 
-    def pose(self, z, frozen: bool = False, coarse: bool = True):
-        """The (B, 5) pose parameters of z (`POSE_PARAMETERS`); `frozen`: with the head's weights stopped, so a
-        loss on the result trains only what produced z. With `discrete`, `coarse=False` leaves the quarter
-        turns and the mirror of `discrete_pose` out (the part a classification reads)."""
+    def fine(self, z, frozen: bool = False):
+        """The head's outputs on z: (B, 5) = (theta, phi, rho, t_x, t_y), or with `discrete` (B, 4) =
+        (residual theta, rho, t_x, t_y), the part of the pose that is not one of the 8. `frozen`: with the head's
+        weights stopped, so a loss on the result trains only what produced z."""
         z = ops.cast(z, "float32")
-        heads = (self.turn, self.place)
         if frozen:
             stop = ops.stop_gradient
-            turn, place_ = (ops.matmul(z, stop(d.kernel)) + stop(d.bias) for d in heads)
-        else:
-            turn, place_ = (d(z) for d in heads)
-        if not self.discrete:
-            return ops.concatenate([turn, place_], -1)
-        k = discrete_pose(z) if coarse else ops.zeros_like(turn[:, 0], "int32")
-        quarter, mirror = ops.cast(k % 4, "float32"), ops.cast(k // 4, "float32")
-        theta = turn[:, 0] + quarter * (np.pi / 2)
-        return ops.concatenate([ops.stack([theta, mirror * np.pi], -1), place_], -1)
+            return ops.concatenate([ops.matmul(z, stop(d.kernel)) + stop(d.bias) for d in (self.turn, self.place)],
+                                   -1)
+        return ops.concatenate([self.turn(z), self.place(z)], -1)
 
-    def call(self, inputs):
+    def pose(self, z, frozen: bool = False):
+        """The (B, 5) pose parameters of z (`POSE_PARAMETERS`); with `discrete`, `discrete_pose(z)`'s quarter
+        turns and mirror composed with the head's residual (`compose_pose`)."""
+        fine = self.fine(z, frozen)
+        return compose_pose(discrete_pose(z), fine) if self.discrete else fine
+
+    def call(self, inputs, pose=None):
+        """`inputs` = (images, z): the images placed in the pose of z, or in `pose` (B, 5) where it is given (the
+        pose E_p reads from an image, on the reconstruction path with `--pose_discrete`)."""
         images, z = inputs
-        pose = self.pose(z)
+        pose = self.pose(z) if pose is None else pose
         return [place(x, pose) for x in images]
 
     def get_config(self):

@@ -25,7 +25,7 @@ from onegan_tf.distill import Distiller
 from onegan_tf.ema import GeneratorEMA
 from onegan_tf.model import BETA_NAMES, EPS_NAMES, OneGAN, sample_betas, sample_children, sample_eps, sample_z
 from onegan_tf.networks import network_inputs
-from onegan_tf.pose import N_DISCRETE_POSES, discrete_pose, pose_matrix
+from onegan_tf.pose import discrete_pose, pose_matrix
 
 # The phases in schedule order (Sec. 4.3) and the paths each runs: generation always; the reconstruction of
 # fake images from IIa; of real images from IIb. A checkpoint's `phase` variable stores the index into PHASES.
@@ -389,16 +389,16 @@ class OneGANTrainer(tf.Module):
                 gen["v_c"], enc_fake["mu_c"], gen["v_p"], enc_fake["mu_p"], gen["A_fg"],
                 enc_fake["B_fg"] if mc.bypass else None, gen["A_bg"], B_bg)
             if mc.pose_mse:
-                # E_p reads the pose back from the stopped fake: its mu_z placed by the pose head (weights
-                # stopped) against the pose that placed the fake (docs/design.md §3).
-                # With --pose_discrete the 8 quarter turns and mirrors are read as a class, the rest as a pose.
-                head, coarse = m.G_fg2.pose, not mc.pose_discrete
-                terms["gen/L_MSE"] += losses.pose_distance_loss(
-                    *pose_matrix(head.pose(gen["z"], coarse=coarse)),
-                    *pose_matrix(head.pose(enc_fake["mu_z"], frozen=True, coarse=coarse)))
+                # E_p reads the pose back from the stopped fake, against the pose that placed it (docs/design.md
+                # §3): with --pose_discrete its own pose head (the 8 quarter turns and mirrors as a class, the
+                # rest as a regression), else its mu_z placed by the pose head with the head's weights stopped.
+                head = m.G_fg2.pose
                 if mc.pose_discrete:
-                    terms["gen/L_MSE"] += losses.pose_class_loss(discrete_pose(gen["z"]),
-                                                                 enc_fake["mu_z"][:, :N_DISCRETE_POSES])
+                    terms["gen/L_MSE"] += losses.pose_read_loss(discrete_pose(gen["z"]), head.fine(gen["z"]),
+                                                                enc_fake["pose_class_hat"], enc_fake["pose_fine_hat"])
+                else:
+                    terms["gen/L_MSE"] += losses.pose_distance_loss(
+                        *pose_matrix(head.pose(gen["z"])), *pose_matrix(head.pose(enc_fake["mu_z"], frozen=True)))
         if tc.weight_Rv:
             terms["gen/L_Rv"] = losses.code_regularization(gen["v_p"], gen["v_c"], gen["v_bg"])
         if tc.weight_RM:

@@ -194,12 +194,16 @@ def test_a_phase_i_step_with_pose_mse_adds_the_pose_distance_to_l_mse():
     assert out[True] > out[False] + 1e-4
 
 
-# -- --pose_discrete: the quarter turns and the mirror as one of 8 poses, read back as a class ----------------
+# -- --pose_discrete: the quarter turns and the mirror as one of 8 poses, read back by E_p as a class --------
+
+
+DISCRETE = dict(pose_warp=True, pose_mse=True, pose_discrete=True)
 
 
 def test_a_discrete_pose_turns_and_mirrors_by_the_largest_of_zs_first_eight():
-    """z with its k-th component largest places the drawing k mod 4 quarter turns round, then mirrors it when k >= 4,
-    exactly (a quarter turn or a mirror maps the pixel grid onto itself); the rest of z does not pick it."""
+    """z with its k-th component largest places the drawing k mod 4 quarter turns round, then mirrors it when
+    k >= 4, exactly (a quarter turn or a mirror maps the pixel grid onto itself); the rest of z does not pick
+    it."""
     head = pose.PoseWarp(16, discrete=True)
     head.build((None, 16))
     x = random_masks(batch=8, seed=1)
@@ -211,67 +215,84 @@ def test_a_discrete_pose_turns_and_mirrors_by_the_largest_of_zs_first_eight():
     for k in range(8):
         turned = np.rot90(x[k], k % 4, axes=(0, 1))
         np.testing.assert_allclose(y[k], turned[:, ::-1] if k >= 4 else turned, atol=1e-5, err_msg=f"pose {k}")
+    # A pose given to the call replaces the pose of z: here every image in pose 2 (a half turn).
+    given = pose.compose_pose(tf.fill((8,), 2), tf.zeros((8, 4)))
+    np.testing.assert_allclose(np.asarray(head(([x], tf.constant(z)), pose=given)[0]),
+                               np.rot90(x, 2, axes=(1, 2)), atol=1e-5)
 
 
 def test_the_discrete_pose_is_uniform_and_the_head_keeps_only_a_residual_turn():
     keras.utils.set_random_seed(0)
-    cfg = ModelConfig(**BASE, pose_warp=True, pose_discrete=True, pose_turn_init=0.5)
+    cfg = ModelConfig(**BASE, **DISCRETE, pose_turn_init=0.5)
     head = networks.build_networks(cfg, names=("G_fg2",))["G_fg2"].pose
     assert tuple(head.turn.kernel.shape) == (cfg.d_z, 1)
     z = tf.random.stateless_normal((8000, cfg.d_z), seed=(7, 8))
     counts = np.bincount(np.asarray(pose.discrete_pose(z)), minlength=8) / 8000
     np.testing.assert_allclose(counts, 1 / 8, atol=0.02)
-    fine, full = np.asarray(head.pose(z, coarse=False)), np.asarray(head.pose(z))
+    fine, full = np.asarray(head.fine(z)), np.asarray(head.pose(z))
+    assert fine.shape == (8000, 4)
     assert np.std(fine[:, 0]) == pytest.approx(0.5, rel=0.2)      # the residual turn, spread by turn_init
-    np.testing.assert_array_equal(fine[:, 1], 0.0)
     k = np.asarray(pose.discrete_pose(z))
     np.testing.assert_allclose(full[:, 0] - fine[:, 0], (k % 4) * np.pi / 2, atol=1e-5)
     np.testing.assert_allclose(full[:, 1], (k // 4) * np.pi, atol=1e-6)
+    np.testing.assert_array_equal(full[:, 2:], fine[:, 1:])
     again = keras.layers.deserialize(keras.layers.serialize(head))
     assert again.discrete and np.asarray(again.pose(z[:4])).shape == (4, 5)
 
 
-def test_the_pose_class_loss_is_low_for_the_right_class_and_trains_the_read_side_only():
+def test_e_p_reads_the_discrete_pose_with_its_own_head_and_the_reconstruction_path_places_by_it():
+    """E_p gets a Linear head on h_z (8 logits + 4 residuals, nothing else changes), it round-trips through its
+    config, and the reconstruction path places the foreground by what it reads: the mask reconstructed with the
+    head's bias set to pose 2 is the one with pose 0 turned by half a turn."""
+    off, on = OneGAN(ModelConfig(**BASE, pose_warp=True)), OneGAN(ModelConfig(**BASE, **DISCRETE))
+    assert on.parameter_counts()["E_p"] == off.parameter_counts()["E_p"] + (on.E_p.hidden + 1) * 12
+    again = keras.layers.deserialize(keras.layers.serialize(on.E_p))
+    assert again.pose_classes == 8
+    image = tf.random.stateless_uniform((2, 32, 32, 3), seed=(1, 2), minval=-1, maxval=1)
+    masks = {}
+    for k in (0, 2):
+        on.E_p.pose_hat.kernel.assign(tf.zeros_like(on.E_p.pose_hat.kernel))
+        on.E_p.pose_hat.bias.assign(tf.one_hot(k, 12) * 10.0)
+        out = on.reconstruct(image)
+        assert np.asarray(tf.argmax(out["pose_class_hat"], -1)).tolist() == [k, k]
+        masks[k] = np.asarray(out["I_m_hat"])
+    np.testing.assert_allclose(masks[2], np.rot90(masks[0], 2, axes=(1, 2)), atol=1e-5)
+    assert off.read_pose(off.encode(image)) is None      # without --pose_discrete: the pose of z^
+
+
+def test_the_pose_read_loss_is_low_for_the_right_reading_and_trains_the_read_side_only():
+    target_class, target_fine = tf.Variable([2, 6]), tf.Variable([[0.1, 0.0, 0.2, -0.1]] * 2)
     right = tf.Variable(tf.one_hot([2, 6], 8) * 10.0)
-    wrong = tf.Variable(tf.one_hot([3, 1], 8) * 10.0)
-    assert float(losses.pose_class_loss(tf.constant([2, 6]), right)) < 1e-3
+    assert float(losses.pose_read_loss(target_class, target_fine, right, target_fine)) < 1e-3
+    wrong, fine_hat = tf.Variable(tf.one_hot([3, 1], 8) * 10.0), tf.Variable(tf.zeros((2, 4)))
     with tf.GradientTape() as tape:
-        loss = losses.pose_class_loss(tf.constant([2, 6]), wrong)
+        loss = losses.pose_read_loss(target_class, target_fine, wrong, fine_hat)
     assert float(loss) > 5.0
-    grad = np.asarray(tape.gradient(loss, wrong))
-    assert grad[0, 2] < 0 and grad[0, 3] > 0     # descent raises the right class and lowers the wrong one
+    g_fine_target, g_class, g_fine = tape.gradient(loss, [target_fine, wrong, fine_hat])
+    assert g_fine_target is None and g_fine is not None
+    assert g_class[0, 2] < 0 and g_class[0, 3] > 0     # descent raises the right class and lowers the wrong one
 
 
-def test_pose_discrete_without_pose_warp_or_with_a_short_z_is_refused():
-    with pytest.raises(ConfigError, match=r"pose_discrete=True needs pose_warp=True \(--pose_warp\)"):
-        ModelConfig(**BASE, pose_discrete=True)
+def test_pose_discrete_without_pose_warp_and_pose_mse_or_with_a_short_z_is_refused():
+    for flags_ in (dict(pose_discrete=True), dict(pose_warp=True, pose_discrete=True)):
+        with pytest.raises(ConfigError, match=r"pose_discrete=True needs pose_warp=True and pose_mse=True"):
+            ModelConfig(**BASE, **flags_)
     with pytest.raises(ConfigError, match="from z's first 8 components; d_z=4"):
-        ModelConfig(**BASE, pose_warp=True, pose_discrete=True, d_z=4)
+        ModelConfig(**BASE, **DISCRETE, d_z=4)
 
 
 @pytest.mark.slow
-def test_a_phase_i_step_with_discrete_pose_mse_adds_the_pose_class_to_l_mse():
-    """With --pose_discrete, --pose_mse adds the class loss of the 8 poses (about log 8 for an encoder that has
-    not learned them) to L_MSE, beside the distance of the residual pose."""
+def test_a_phase_i_step_with_discrete_pose_mse_adds_the_pose_reading_to_l_mse():
+    """With --pose_discrete, L_MSE adds the pose reading's loss (about log 8 for an E_p that has not learned the
+    poses) to what it is without any pose term."""
     out = {}
-    for pose_mse in (False, True):
-        cfg = tiny_config(pose_warp=True, pose_discrete=True, pose_turn_init=0.5, pose_mse=pose_mse)
+    for extra in (dict(), dict(**DISCRETE, pose_turn_init=0.5)):
+        cfg = tiny_config(**extra)
         keras.utils.set_random_seed(0)
         trainer = OneGANTrainer(cfg)
         b, s = cfg.train.batch_size, cfg.model.image_size
         rng = np.random.default_rng(0)
         batch = {**{k: tf.constant(rng.uniform(-1, 1, (b, s, s, 3)).astype("float32")) for k in ("x_c", "x_bg")},
                  **step_noise(cfg.train.seed, 0, b, cfg)}
-        out[pose_mse] = float(trainer.train_step(batch, phase="I")["gen/L_MSE"])
+        out[bool(extra)] = float(trainer.train_step(batch, phase="I")["gen/L_MSE"])
     assert out[True] > out[False] + 1.0
-
-
-def test_the_reconstruction_path_takes_the_discrete_pose_from_mu_z_not_the_sampled_z_hat():
-    model = OneGAN(ModelConfig(**BASE, pose_warp=True, pose_discrete=True))
-    z_hat = tf.random.stateless_normal((3, model.cfg.d_z), seed=(9, 10))
-    mu_z = tf.random.stateless_normal((3, model.cfg.d_z), seed=(11, 12))
-    (z,) = model.pose_of(z_hat, mu_z)
-    np.testing.assert_array_equal(np.asarray(z[:, :8]), np.asarray(mu_z[:, :8]))
-    np.testing.assert_array_equal(np.asarray(z[:, 8:]), np.asarray(z_hat[:, 8:]))
-    (z,) = OneGAN(ModelConfig(**BASE, pose_warp=True)).pose_of(z_hat, mu_z)   # a regressed pose is sampled
-    np.testing.assert_array_equal(np.asarray(z), np.asarray(z_hat))
