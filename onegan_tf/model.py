@@ -19,7 +19,7 @@ from keras import ops
 from onegan_tf.checks import after, check_classes, check_codes, check_images, require
 from onegan_tf.config import ModelConfig, parent_of
 from onegan_tf.networks import NETWORK_NAMES, build_networks
-from onegan_tf.pose import compose_pose
+from onegan_tf.pose import compose_pose, unplace_discrete
 
 BETA_NAMES = ("beta1", "beta2", "beta3", "beta4")
 # The reparameterisation noise of the reconstruction path, by the code it samples: v^_p, v^_c, z^.
@@ -136,13 +136,14 @@ class OneGAN(tf.Module):
         return (z,) if self.cfg.pose_warp else ()
 
     def read_pose(self, enc: dict):
-        """With `--pose_discrete`, the (B, 5) pose E_p reads from the image (`encode`'s output): the argmax of
-        its discrete pose logits, as the predicted parent and child are taken, composed with its residual turn,
-        scale and shift; the reconstruction path places the foreground by it. Else None (the pose of z^)."""
+        """With `--pose_discrete`, the pose E_p reads from the image (`encode`'s output): (k, pose) with k (B,)
+        the argmax of its discrete pose logits, taken as the predicted parent and child are, and pose (B, 5) k
+        composed with its residual turn, scale and shift. The reconstruction path places the foreground by the
+        pose and brings the bypass B_fg into the canonical frame by k. Else None (the pose of z^)."""
         if not self.cfg.pose_discrete:
             return None
         k = tf.argmax(enc["pose_class_hat"], -1, output_type=tf.int32)
-        return compose_pose(k, enc["pose_fine_hat"])
+        return k, compose_pose(k, enc["pose_fine_hat"])
 
     # -- encoders (Eq. 6-8) ------------------------------------------------------------------------------
     def encode(self, I, training: bool = False) -> dict:
@@ -180,11 +181,13 @@ class OneGAN(tf.Module):
         v_cmix = mix(codes["v_c"], v_c_hat, betas["beta2"])                                       # mixup 2
         if target_child is not None:
             v_cmix = self.V_c(tf.one_hot(target_child, self.cfg.n_child))
-        # Step 3: foreground.
+        # Step 3: foreground (with --pose_discrete placed by the pose E_p reads, the bypass un-placed by it).
+        read = self.read_pose(enc)
         A_fg = self.G_fg0((v_pmix, z_hat), training=training)
-        A_fgmix = mix(A_fg, enc["B_fg"], betas["beta3"]) if self.cfg.bypass else A_fg           # mixup 3
+        B_fg = enc["B_fg"] if read is None else unplace_discrete(enc["B_fg"], read[0])
+        A_fgmix = mix(A_fg, B_fg, betas["beta3"]) if self.cfg.bypass else A_fg                   # mixup 3
         fg = self.G_fg2((self.G_fg1(A_fgmix, training=training), v_pmix, v_cmix) + self.pose_of(z_hat),
-                        pose=self.read_pose(enc), training=training)
+                        pose=None if read is None else read[1], training=training)
         # Step 4: background, encoded with the predicted mask.
         A_bg = self.G_bg0((codes["v_bg"], z_hat), training=training)
         out = {}

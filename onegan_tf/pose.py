@@ -16,6 +16,7 @@ that does not depend on the pose.
                        Linear(d_z, 1 + 3) and one of `N_DISCRETE_POSES` quarter turns and mirrors
 - `discrete_pose(z)`   that pose's index: which of z's first `N_DISCRETE_POSES` components is largest
 - `compose_pose(k, fine)` such an index and the head's residual turn, scale and shift -> (B, 5) parameters
+- `unplace_discrete(x, k)` the inverse of discrete pose k, for a feature map of the image (E_p's bypass)
 
 The pose reads each output pixel p from the canonical drawing at e^rho * R(theta) * p + t (theta an in-plane
 turn, e^rho a scale, t a shift), and from its mirror image at e^rho * R(theta) * diag(-1, 1) * p + t, and
@@ -87,6 +88,22 @@ def place(images, pose):
     x = ops.cast(images, "float32")
     out = warp(x, matrix) * (1.0 - w) + warp(x, mirrored(matrix)) * w
     return ops.cast(out, images.dtype)
+
+
+def unplace_discrete(images, k):
+    """The inverse of placing `images` (B, H, W, C) in discrete pose k (B,) with no residual: a feature map of an
+    image brought back to the canonical frame, exactly (quarter turns and mirrors map the grid onto itself).
+    On the reconstruction path E_p's bypass B_fg, which sees the object where it is, is brought this way into
+    the frame G_fg1 and G_fg2 draw in."""
+    k = ops.cast(k, "int32")
+    theta = ops.cast(k % 4, "float32") * (np.pi / 2)
+    c, s = ops.cos(theta), ops.sin(theta)
+    sign = 1.0 - 2.0 * ops.cast(k // 4, "float32")                 # -1 where the drawing was mirrored
+    zero = ops.zeros_like(c)
+    # placed(p) = canonical(R D p) with D = diag(sign, 1); canonical(q) = placed(D R^T q).
+    row_x = ops.stack([sign * c, sign * s, zero], -1)
+    row_y = ops.stack([-s, c, zero], -1)
+    return warp(images, ops.stack([row_x, row_y], -2))
 
 
 def _grid(size: int):

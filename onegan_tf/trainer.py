@@ -25,7 +25,7 @@ from onegan_tf.distill import Distiller
 from onegan_tf.ema import GeneratorEMA
 from onegan_tf.model import BETA_NAMES, EPS_NAMES, OneGAN, sample_betas, sample_children, sample_eps, sample_z
 from onegan_tf.networks import network_inputs
-from onegan_tf.pose import discrete_pose, pose_matrix
+from onegan_tf.pose import discrete_pose, pose_matrix, unplace_discrete
 
 # The phases in schedule order (Sec. 4.3) and the paths each runs: generation always; the reconstruction of
 # fake images from IIa; of real images from IIb. A checkpoint's `phase` variable stores the index into PHASES.
@@ -385,9 +385,11 @@ class OneGANTrainer(tf.Module):
             # L_MSE trains the encoders only (docs/design.md §5): their inputs I, I_m are stopped, and so are its
             # targets.
             B_bg = m.E_bg((sg(gen["I"]), sg(gen["I_m"])), training=True)["B_bg"] if mc.bypass else None
+            B_fg = enc_fake["B_fg"] if mc.bypass else None
+            if B_fg is not None and mc.pose_discrete:   # A_fg is drawn in the canonical frame, B_fg sees the fake
+                B_fg = unplace_discrete(B_fg, discrete_pose(gen["z"]))
             terms["gen/L_MSE"] = losses.code_distance_loss(
-                gen["v_c"], enc_fake["mu_c"], gen["v_p"], enc_fake["mu_p"], gen["A_fg"],
-                enc_fake["B_fg"] if mc.bypass else None, gen["A_bg"], B_bg)
+                gen["v_c"], enc_fake["mu_c"], gen["v_p"], enc_fake["mu_p"], gen["A_fg"], B_fg, gen["A_bg"], B_bg)
             if mc.pose_mse:
                 # E_p reads the pose back from the stopped fake, against the pose that placed it (docs/design.md
                 # §3): with --pose_discrete its own pose head (the 8 quarter turns and mirrors as a class, the

@@ -10,7 +10,7 @@ from tiny import tiny_config
 
 from onegan_tf import flops, losses, networks, pose
 from onegan_tf.config import ConfigError, ModelConfig
-from onegan_tf.model import OneGAN
+from onegan_tf.model import OneGAN, inference_betas
 from onegan_tf.trainer import OneGANTrainer, step_noise
 
 BASE = dict(image_size=32, channel_mult=0.125, n_child=6, n_parent=3)
@@ -242,8 +242,8 @@ def test_the_discrete_pose_is_uniform_and_the_head_keeps_only_a_residual_turn():
 
 def test_e_p_reads_the_discrete_pose_with_its_own_head_and_the_reconstruction_path_places_by_it():
     """E_p gets a Linear head on h_z (8 logits + 4 residuals, nothing else changes), it round-trips through its
-    config, and the reconstruction path places the foreground by what it reads: the mask reconstructed with the
-    head's bias set to pose 2 is the one with pose 0 turned by half a turn."""
+    config, and the reconstruction path places the foreground by what it reads: the mask reconstructed from the
+    pre-image with the head's bias set to pose 2 is the one with pose 0 turned by half a turn."""
     off, on = OneGAN(ModelConfig(**BASE, pose_warp=True)), OneGAN(ModelConfig(**BASE, **DISCRETE))
     assert on.parameter_counts()["E_p"] == off.parameter_counts()["E_p"] + (on.E_p.hidden + 1) * 12
     again = keras.layers.deserialize(keras.layers.serialize(on.E_p))
@@ -253,7 +253,8 @@ def test_e_p_reads_the_discrete_pose_with_its_own_head_and_the_reconstruction_pa
     for k in (0, 2):
         on.E_p.pose_hat.kernel.assign(tf.zeros_like(on.E_p.pose_hat.kernel))
         on.E_p.pose_hat.bias.assign(tf.one_hot(k, 12) * 10.0)
-        out = on.reconstruct(image)
+        # The pre-image alone (beta3 = 0), so that only the placing depends on the pose read.
+        out = on.reconstruct(image, betas={**inference_betas(2), "beta3": tf.zeros((2,))})
         assert np.asarray(tf.argmax(out["pose_class_hat"], -1)).tolist() == [k, k]
         masks[k] = np.asarray(out["I_m_hat"])
     np.testing.assert_allclose(masks[2], np.rot90(masks[0], 2, axes=(1, 2)), atol=1e-5)
@@ -296,3 +297,20 @@ def test_a_phase_i_step_with_discrete_pose_mse_adds_the_pose_reading_to_l_mse():
                  **step_noise(cfg.train.seed, 0, b, cfg)}
         out[bool(extra)] = float(trainer.train_step(batch, phase="I")["gen/L_MSE"])
     assert out[True] > out[False] + 1.0
+
+
+def test_unplace_discrete_inverts_each_of_the_8_poses_and_the_reconstruction_unplaces_the_bypass():
+    """A feature map placed in pose k and un-placed by k is itself again, exactly; on the reconstruction path the
+    bypass B_fg is un-placed by the pose E_p reads (here pose 6 set through the head's bias), so that an image
+    whose bypass is the canonical one placed in pose 6 gives G_fg1 the canonical bypass."""
+    x = random_masks(batch=8, side=6, seed=2)
+    placed = pose.place(x, pose.compose_pose(tf.range(8), tf.zeros((8, 4))))
+    np.testing.assert_allclose(np.asarray(pose.unplace_discrete(placed, tf.range(8))), x, atol=1e-5)
+    model = OneGAN(ModelConfig(**BASE, **DISCRETE))
+    model.E_p.pose_hat.kernel.assign(tf.zeros_like(model.E_p.pose_hat.kernel))
+    model.E_p.pose_hat.bias.assign(tf.one_hot(6, 12) * 10.0)
+    image = tf.random.stateless_uniform((2, 32, 32, 3), seed=(3, 4), minval=-1, maxval=1)
+    enc = model.encode(image)
+    out = model.reconstruct(image, encoded=enc)     # inference: beta3 = 1, the bypass alone
+    expected = pose.unplace_discrete(enc["B_fg"], tf.fill((2,), 6))
+    np.testing.assert_allclose(np.asarray(out["A_fgmix"]), np.asarray(expected), atol=1e-5)
