@@ -80,14 +80,20 @@ def pose_distance_loss(target_map, target_mirror, map_, mirror):
     return mse(sg(target_map), map_) + mse(sg(target_mirror), mirror)
 
 
+def pose_class_loss(pose_class, class_hat):
+    """With `--pose_discrete`: cross-entropy between the discrete pose of z (`pose.discrete_pose`, int (B,),
+    the target) and E_p's logits over the 8 poses. In L_E on the generated image it makes the generator draw
+    the poses apart, as Eq. 12 does for the classes; in `pose_read_loss` on the stopped fake it trains E_p."""
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.stop_gradient(pose_class), tf.cast(class_hat, tf.float32))
+    return tf.reduce_mean(ce)
+
+
 def pose_read_loss(pose_class, fine, class_hat, fine_hat):
     """With `--pose_warp --pose_discrete --pose_mse`, beside Eq. 13: E_p reads the pose of the stopped fake —
-    cross-entropy between the discrete pose of z (`pose.discrete_pose`, int (B,)) and E_p's logits over the
-    poses, plus MSE between the pose head's residual turn, scale and shift on z (B, 4) and E_p's reading of
-    them. The z side is the target (stop-gradient): this trains E_p's pose head only."""
-    sg = tf.stop_gradient
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(sg(pose_class), tf.cast(class_hat, tf.float32))
-    return tf.reduce_mean(ce) + mse(sg(fine), fine_hat)
+    `pose_class_loss` of its logits over the 8 poses, plus MSE between the pose head's residual turn, scale and
+    shift on z (B, 4) and E_p's reading of them. The z side is the target (stop-gradient): this trains E_p's
+    pose head only."""
+    return pose_class_loss(pose_class, class_hat) + mse(tf.stop_gradient(fine), fine_hat)
 
 
 def code_regularization(v_p, v_c, v_bg):

@@ -381,6 +381,10 @@ class OneGANTrainer(tf.Module):
             enc = m.encode(gen["I"], training=True)
             terms["gen/L_E"] = losses.classification_loss(enc["e_p_hat"], enc["e_c_hat"], c_out["D_cB"],
                                                           parent_of(child, mc.children_per_parent), child)
+            if mc.pose_discrete:
+                # And of the pose: the generator draws the 8 poses so that E_p can tell them apart (the
+                # reconstruction paths alone would favour drawings that look alike in every pose).
+                terms["gen/L_E"] += losses.pose_class_loss(discrete_pose(gen["z"]), enc["pose_class_hat"])
         if tc.weight_MSE:
             # L_MSE trains the encoders only (docs/design.md §5): their inputs I, I_m are stopped, and so are its
             # targets.

@@ -314,3 +314,20 @@ def test_unplace_discrete_inverts_each_of_the_8_poses_and_the_reconstruction_unp
     out = model.reconstruct(image, encoded=enc)     # inference: beta3 = 1, the bypass alone
     expected = pose.unplace_discrete(enc["B_fg"], tf.fill((2,), 6))
     np.testing.assert_allclose(np.asarray(out["A_fgmix"]), np.asarray(expected), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_with_pose_discrete_l_e_adds_the_pose_class_of_the_generated_image():
+    """L_E (not stopped: it trains the generators) gains the pose class loss with --pose_discrete: with the same
+    weights and noise, L_E with the flag minus L_E without it is that loss on E_p's reading of the fakes."""
+    out = {}
+    for extra in (dict(pose_warp=True, pose_mse=True), DISCRETE):
+        cfg = tiny_config(**extra)
+        keras.utils.set_random_seed(0)
+        trainer = OneGANTrainer(cfg)
+        b, s = cfg.train.batch_size, cfg.model.image_size
+        rng = np.random.default_rng(0)
+        batch = {**{k: tf.constant(rng.uniform(-1, 1, (b, s, s, 3)).astype("float32")) for k in ("x_c", "x_bg")},
+                 **step_noise(cfg.train.seed, 0, b, cfg)}
+        out[extra is DISCRETE] = float(trainer.train_step(batch, phase="I")["gen/L_E"])
+    assert out[True] > out[False] + 1.0    # about log 8 for an E_p that has not learned the poses
