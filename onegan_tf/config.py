@@ -96,7 +96,8 @@ class ModelConfig:
                                  "places the object by what it read (not in the paper; docs/design.md §3).")
     pose_turn_init: float = _field(0.0, "With --pose_warp: spread in radians of the in-plane turn and of the "
                                    "mirror's phase (0 = the drawing, pi = its mirror image) that the pose head "
-                                   "draws at initialisation; 0 starts every sample at the identity pose.")
+                                   "draws at initialisation (with --pose_discrete: of the residual turn only); "
+                                   "0 starts every sample at the identity pose.")
 
     def __post_init__(self):
         if self.image_size not in IMAGE_SIZES:
