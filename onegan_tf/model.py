@@ -186,8 +186,9 @@ class OneGAN(tf.Module):
         A_fg = self.G_fg0((v_pmix, z_hat), training=training)
         B_fg = enc["B_fg"] if read is None else unplace_discrete(enc["B_fg"], read[0])
         A_fgmix = mix(A_fg, B_fg, betas["beta3"]) if self.cfg.bypass else A_fg                   # mixup 3
+        placed_by = {} if read is None else {"pose": read[1]}       # flag off: G_fg2 called as in the paper
         fg = self.G_fg2((self.G_fg1(A_fgmix, training=training), v_pmix, v_cmix) + self.pose_of(z_hat),
-                        pose=None if read is None else read[1], training=training)
+                        training=training, **placed_by)
         # Step 4: background, encoded with the predicted mask.
         A_bg = self.G_bg0((codes["v_bg"], z_hat), training=training)
         out = {}
