@@ -6,18 +6,26 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from tiny import tiny_config
+from tiny import tiny_batch, tiny_config
 
 from onegan_tf import flops, losses, networks, pose
 from onegan_tf.config import ConfigError, ModelConfig
 from onegan_tf.model import OneGAN, inference_betas
-from onegan_tf.trainer import OneGANTrainer, step_noise
+from onegan_tf.trainer import OneGANTrainer
 
 BASE = dict(image_size=32, channel_mult=0.125, n_child=6, n_parent=3)
 
 
 def pose_of(theta=0.0, phi=0.0, rho=0.0, t_x=0.0, t_y=0.0, batch=2):
     return tf.constant([[theta, phi, rho, t_x, t_y]] * batch, tf.float32)
+
+
+def phase_i_terms(**overrides) -> dict:
+    """The logged terms of one Phase I step of the tiny setting with `overrides`, from seed 0: the same weights
+    and noise wherever the networks are the same."""
+    cfg = tiny_config(**overrides)
+    keras.utils.set_random_seed(0)
+    return OneGANTrainer(cfg).train_step(tiny_batch(cfg), phase="I")
 
 
 def random_masks(batch=2, side=8, seed=0):
@@ -132,12 +140,8 @@ def test_a_phase_iib_step_with_the_warp_trains_the_pose_head_and_logs_finite_ter
     keras.utils.set_random_seed(0)
     trainer = OneGANTrainer(cfg)
     trainer.init_clones()
-    b, s = cfg.train.batch_size, cfg.model.image_size
-    rng = np.random.default_rng(0)
-    batch = {**{k: tf.constant(rng.uniform(-1, 1, (b, s, s, 3)).astype("float32")) for k in ("x_c", "x_bg")},
-             **step_noise(cfg.train.seed, 0, b, cfg)}
     head = [np.array(v) for v in trainer.model.G_fg2.pose.weights]
-    out = trainer.train_step(batch, phase="IIb")
+    out = trainer.train_step(tiny_batch(cfg), phase="IIb")
     assert all(np.isfinite(float(v)) for v in out.values())
     assert all(not np.array_equal(a, np.array(v)) for a, v in zip(head, trainer.model.G_fg2.pose.weights))
 
@@ -181,16 +185,8 @@ def test_pose_mse_without_pose_warp_is_refused():
 def test_a_phase_i_step_with_pose_mse_adds_the_pose_distance_to_l_mse():
     """Same weights, same noise: L_MSE with `--pose_mse` exceeds L_MSE without it by the pose distance, which
     is positive while E_p has not learned to read the pose."""
-    out = {}
-    for pose_mse in (False, True):
-        cfg = tiny_config(pose_warp=True, pose_turn_init=1.0, pose_mse=pose_mse)
-        keras.utils.set_random_seed(0)
-        trainer = OneGANTrainer(cfg)
-        b, s = cfg.train.batch_size, cfg.model.image_size
-        rng = np.random.default_rng(0)
-        batch = {**{k: tf.constant(rng.uniform(-1, 1, (b, s, s, 3)).astype("float32")) for k in ("x_c", "x_bg")},
-                 **step_noise(cfg.train.seed, 0, b, cfg)}
-        out[pose_mse] = float(trainer.train_step(batch, phase="I")["gen/L_MSE"])
+    out = {pose_mse: float(phase_i_terms(pose_warp=True, pose_turn_init=1.0, pose_mse=pose_mse)["gen/L_MSE"])
+           for pose_mse in (False, True)}
     assert out[True] > out[False] + 1e-4
 
 
@@ -286,17 +282,8 @@ def test_pose_discrete_without_pose_warp_and_pose_mse_or_with_a_short_z_is_refus
 def test_a_phase_i_step_with_discrete_pose_mse_adds_the_pose_reading_to_l_mse():
     """With --pose_discrete, L_MSE adds the pose reading's loss (about log 8 for an E_p that has not learned the
     poses) to what it is without any pose term."""
-    out = {}
-    for extra in (dict(), dict(**DISCRETE, pose_turn_init=0.5)):
-        cfg = tiny_config(**extra)
-        keras.utils.set_random_seed(0)
-        trainer = OneGANTrainer(cfg)
-        b, s = cfg.train.batch_size, cfg.model.image_size
-        rng = np.random.default_rng(0)
-        batch = {**{k: tf.constant(rng.uniform(-1, 1, (b, s, s, 3)).astype("float32")) for k in ("x_c", "x_bg")},
-                 **step_noise(cfg.train.seed, 0, b, cfg)}
-        out[bool(extra)] = float(trainer.train_step(batch, phase="I")["gen/L_MSE"])
-    assert out[True] > out[False] + 1.0
+    without, with_ = (float(phase_i_terms(**extra)["gen/L_MSE"]) for extra in ({}, {**DISCRETE, "pose_turn_init": 0.5}))
+    assert with_ > without + 1.0
 
 
 def test_unplace_discrete_inverts_each_of_the_8_poses_and_the_reconstruction_unplaces_the_bypass():
@@ -320,14 +307,6 @@ def test_unplace_discrete_inverts_each_of_the_8_poses_and_the_reconstruction_unp
 def test_with_pose_discrete_l_e_adds_the_pose_class_of_the_generated_image():
     """L_E (not stopped: it trains the generators) gains the pose class loss with --pose_discrete: with the same
     weights and noise, L_E with the flag minus L_E without it is that loss on E_p's reading of the fakes."""
-    out = {}
-    for extra in (dict(pose_warp=True, pose_mse=True), DISCRETE):
-        cfg = tiny_config(**extra)
-        keras.utils.set_random_seed(0)
-        trainer = OneGANTrainer(cfg)
-        b, s = cfg.train.batch_size, cfg.model.image_size
-        rng = np.random.default_rng(0)
-        batch = {**{k: tf.constant(rng.uniform(-1, 1, (b, s, s, 3)).astype("float32")) for k in ("x_c", "x_bg")},
-                 **step_noise(cfg.train.seed, 0, b, cfg)}
-        out[extra is DISCRETE] = float(trainer.train_step(batch, phase="I")["gen/L_E"])
-    assert out[True] > out[False] + 1.0    # about log 8 for an E_p that has not learned the poses
+    without, with_ = (float(phase_i_terms(**extra)["gen/L_E"]) for extra in ({"pose_warp": True, "pose_mse": True},
+                                                                             DISCRETE))
+    assert with_ > without + 1.0    # about log 8 for an E_p that has not learned the poses

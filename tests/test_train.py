@@ -14,7 +14,7 @@ import types
 
 import numpy as np
 import pytest
-from tiny import REPO, tiny_config
+from tiny import REPO, tiny_batch, tiny_config
 
 GEN_TERMS = {"gen/L_G", "gen/L_E", "gen/L_MSE", "gen/L_Rv", "gen/L_RM"}
 D_TERMS = {"L_D", "L_DbgA", "L_DbgB", "L_DcA"}
@@ -108,17 +108,6 @@ def _same(a, b):
     return len(a) == len(b) and all(x.shape == y.shape and np.array_equal(x, y) for x, y in zip(a, b))
 
 
-def _tiny_batch(cfg, seed=0):
-    import tensorflow as tf
-
-    from onegan_tf.trainer import step_noise
-
-    b, s = cfg.train.batch_size, cfg.model.image_size
-    rng = np.random.default_rng(seed)
-    real = {k: tf.constant(rng.uniform(-1, 1, (b, s, s, 3)).astype(np.float32)) for k in ("x_c", "x_bg")}
-    return {**real, **step_noise(cfg.train.seed, 0, b, cfg)}
-
-
 @pytest.mark.slow
 def test_phase_two_clones_discriminators_with_their_optimiser_state():
     """Before init_clones the clones differ from D_bg, D_c; after it weights and Adam state are equal; one
@@ -150,7 +139,7 @@ def test_phase_two_clones_discriminators_with_their_optimiser_state():
         assert _same(_opt_state(trainer.d_optimizers()[path]), gen_opt)
     assert int(trainer.opt_D_rec_fake.iterations.numpy()) == 1
 
-    out = trainer.train_step(_tiny_batch(cfg), phase="IIa")
+    out = trainer.train_step(tiny_batch(cfg), phase="IIa")
     assert all(np.isfinite(float(v)) for v in out.values())
     assert {"D_rec_fake/L_D", "rec_fake/L_G"} <= set(out) and not any(k.startswith("rec_real") for k in out)
     now = {p: [_weights(n) for n in trainer.discriminators(p)] for p in ("gen",) + CLONED_PATHS}
@@ -178,7 +167,7 @@ def _gradient_norms(trainer, phase, term):
     from onegan_tf.trainer import PHASE_PATHS
 
     paths = PHASE_PATHS[phase]
-    batch = _tiny_batch(trainer.cfg)
+    batch = tiny_batch(trainer.cfg)
     with tf.GradientTape() as tape:
         gen, sources, enc_fake, recs = trainer._paths(batch, paths)
         loss = trainer._generation_losses(gen, batch["child"], enc_fake)[term]
@@ -218,7 +207,7 @@ def test_variables_without_gradient_in_phase_one_start_their_adam_count_in_phase
     cfg = tiny_config()
     keras.utils.set_random_seed(0)
     trainer = OneGANTrainer(cfg)
-    batch = _tiny_batch(cfg)
+    batch = tiny_batch(cfg)
     for _ in range(cfg.train.phase1_steps):
         trainer.train_step(batch, phase="I")
     trainer.init_clones()
@@ -386,7 +375,7 @@ def test_one_phase_iib_step_of_the_full_size_model_at_batch_2(full_size_trainer)
     assert cfg == Config(train=TrainConfig(batch_size=2))
     assert sum(trainer.model.parameter_counts().values()) == 143_992_534
     trainer.init_clones()
-    batch = _tiny_batch(cfg)
+    batch = tiny_batch(cfg)
     before = np.array(trainer.model.G_fg2.weights[0])
     t0 = time.time()
     out = trainer.train_step(batch, phase="IIb")

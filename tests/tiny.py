@@ -1,8 +1,9 @@
 """The tiny training setting shared by the training tests: 32x32 images, 1/8 of the paper's widths, 12 child
 and 4 parent classes of the synthetic set, batch 4 (one tf.function trace takes ~10 s on a CPU).
 
-`tiny_config(**overrides)` gives the frozen Config (in-process tests); `tiny_flags(**overrides)` the same
-setting as command-line flags of `python -m onegan_tf.train` (subprocess tests); `run_train` runs that CLI.
+`tiny_config(**overrides)` gives the frozen Config (in-process tests) and `tiny_batch(cfg)` a random batch for
+it; `tiny_flags(**overrides)` the same setting as command-line flags of `python -m onegan_tf.train`
+(subprocess tests); `run_train` runs that CLI.
 """
 
 from __future__ import annotations
@@ -35,6 +36,20 @@ def tiny_config(**overrides) -> Config:
         else:
             raise KeyError(f"no config field named {name!r}")
     return Config(**{k: cls(**kwargs) for k, (cls, kwargs) in sections.items()})
+
+
+def tiny_batch(cfg: Config, seed: int = 0) -> dict:
+    """One training batch for `cfg`: uniform random x_c and x_bg in [-1, 1] and the step-0 noise (`step_noise`).
+    TensorFlow is imported here, not at the top, so that the subprocess tests do not pay for it."""
+    import numpy as np
+    import tensorflow as tf
+
+    from onegan_tf.trainer import step_noise
+
+    b, s = cfg.train.batch_size, cfg.model.image_size
+    rng = np.random.default_rng(seed)
+    real = {k: tf.constant(rng.uniform(-1, 1, (b, s, s, 3)).astype(np.float32)) for k in ("x_c", "x_bg")}
+    return {**real, **step_noise(cfg.train.seed, 0, b, cfg)}
 
 
 def tiny_flags(**overrides) -> list[str]:
