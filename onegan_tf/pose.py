@@ -16,6 +16,7 @@ that does not depend on the pose.
                        Linear(d_z, 1 + 3) and one of `N_DISCRETE_POSES` quarter turns and mirrors
 - `discrete_pose(z)`   that pose's index: which of z's first `N_DISCRETE_POSES` components is largest
 - `compose_pose(k, fine)` such an index and the head's residual turn, scale and shift -> (B, 5) parameters
+- `place_discrete(images, pose)` `place` for the discrete poses: one warp, no blend
 - `unplace_discrete(x, k)` the inverse of discrete pose k, for a feature map of the image (E_p's bypass)
 
 The pose reads each output pixel p from the canonical drawing at e^rho * R(theta) * p + t (theta an in-plane
@@ -96,14 +97,23 @@ def unplace_discrete(images, k):
     On the reconstruction path E_p's bypass B_fg, which sees the object where it is, is brought this way into
     the frame G_fg1 and G_fg2 draw in."""
     k = ops.cast(k, "int32")
-    theta = ops.cast(k % 4, "float32") * (np.pi / 2)
-    c, s = ops.cos(theta), ops.sin(theta)
-    sign = 1.0 - 2.0 * ops.cast(k // 4, "float32")                 # -1 where the drawing was mirrored
-    zero = ops.zeros_like(c)
-    # placed(p) = canonical(R D p) with D = diag(sign, 1); canonical(q) = placed(D R^T q).
-    row_x = ops.stack([sign * c, sign * s, zero], -1)
-    row_y = ops.stack([-s, c, zero], -1)
-    return warp(images, ops.stack([row_x, row_y], -2))
+    map_ = _exact_map(*pose_matrix(compose_pose(k, ops.zeros((ops.shape(k)[0], N_FINE_POSE)))))
+    # placed(p) = canonical(M p) with M a turn (and mirror): orthogonal, so canonical(q) = placed(M^T q).
+    inverse = ops.transpose(map_[:, :, :2], (0, 2, 1))
+    return warp(images, ops.concatenate([inverse, ops.zeros_like(map_[:, :, 2:])], -1))
+
+
+def place_discrete(images, pose):
+    """`place` for a pose whose mirror weight is exactly 0 or 1 (`compose_pose`'s): one warp, by the drawing's map
+    or its mirror image's, where `place` would warp both and weigh one by 0."""
+    out = warp(ops.cast(images, "float32"), _exact_map(*pose_matrix(pose)))
+    return ops.cast(out, images.dtype)
+
+
+def _exact_map(matrix, w):
+    """The sampling map of the drawing (w = 0) or of its mirror image (w = 1), per sample."""
+    sign = 1.0 - 2.0 * ops.reshape(w, (-1, 1, 1))
+    return matrix * ops.concatenate([sign, ops.ones_like(sign), ops.ones_like(sign)], -1)
 
 
 def _grid(size: int):
@@ -189,7 +199,7 @@ class PoseWarp(keras.layers.Layer):
         pose E_p reads from an image, on the reconstruction path with `--pose_discrete`)."""
         images, z = inputs
         pose = self.pose(z) if pose is None else pose
-        return [place(x, pose) for x in images]
+        return [(place_discrete if self.discrete else place)(x, pose) for x in images]
 
     def get_config(self):
         return {**super().get_config(), "d_z": self.d_z, "turn_init": self.turn_init, "discrete": self.discrete}
