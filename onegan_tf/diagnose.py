@@ -13,6 +13,8 @@ from images the generator draws with known codes, so they need no dataset, label
   child (the targets of L_E, Eq. 12).
 - `bypass_correlation`: Pearson correlation of E_p's bypass `B_fg(I)` with the generator's pre-image
   `A_fg`, over every element (L_MSE pulls them together, Eq. 13; the reconstruction mixes them, Eq. 9).
+  With `--pose_discrete` `B_fg` is first brought into the canonical frame by the generated image's own
+  discrete pose, as L_MSE compares them (`A_fg` is drawn before the pose is applied).
 
 Children are drawn uniformly and z from N(0, I), both from the stateless `--seed`: the same run, seed and
 count give the same numbers. The generators are the ones evaluation sees (the run's `--generator_weights`
@@ -36,6 +38,7 @@ from onegan_tf.config import ConfigError, parent_of
 from onegan_tf.files import write_json
 from onegan_tf.metrics.segmentation import foreground, iou, mask_overlaps
 from onegan_tf.model import OneGAN, sample_children, sample_z
+from onegan_tf.pose import discrete_pose, unplace_discrete
 
 PROBE_SIDE = 8            # masks are average-pooled to at most 8x8 before the linear probe
 PROBE_TRAIN_FRACTION = 2 / 3
@@ -93,7 +96,10 @@ def _batch_fn(model: OneGAN):
     def run(child, z):
         gen = model.generate(child, z)
         rec = model.reconstruct(gen["I"])
-        return {"I_m": gen["I_m"], "A_fg": gen["A_fg"], "I_m_hat": rec["I_m_hat"], "B_fg": rec["B_fg"],
+        B_fg = rec["B_fg"]
+        if model.cfg.pose_discrete:                      # as L_MSE compares them: A_fg is in the canonical frame
+            B_fg = unplace_discrete(B_fg, discrete_pose(z))
+        return {"I_m": gen["I_m"], "A_fg": gen["A_fg"], "I_m_hat": rec["I_m_hat"], "B_fg": B_fg,
                 "e_p_hat": rec["e_p_hat"], "e_c_hat": rec["e_c_hat"]}
     size = tf.TensorSpec([None], tf.int32), tf.TensorSpec([None, model.cfg.d_z], tf.float32)
     return tf.function(run, input_signature=size)
