@@ -1,4 +1,4 @@
-"""The command line that this folder's JSON-writing measurement scripts share (code_influence.py,
+"""The command line that this folder's JSON-writing measurement scripts share (code_influence.py, parent_factors.py,
 pose_recovery.py, shape_ceiling.py): parse the script's flags, compute one dict, record the command in it,
 write it to `--out` and print it. Imported as a sibling module: the scripts run as `python docs/parents/X.py`,
 which puts this folder on the path.
