@@ -6,10 +6,10 @@ import json
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import keras
 from test_tasks import tiny_run
 from tiny import REPO, train_env
 
