@@ -35,10 +35,9 @@ def parent_factors(run_dir: str, num_images: int, seed: int) -> dict:
     outline, background = (rng.integers(cfg.n_parent, size=num_images) for _ in range(2))
     child = rng.integers(cfg.n_child, size=num_images)
     appearance = parent_of(tf.constant(child), cfg.children_per_parent).numpy()
-    one_hot = tf.one_hot
-    v_outline = model.V_p(one_hot(outline, cfg.n_parent))
-    v_c = model.V_c(one_hot(child, cfg.n_child))
-    I_bg = model.G_bg1(model.G_bg0((model.V_bg(one_hot(background, cfg.n_parent)), z)))
+    v_outline = model.V_p(tf.one_hot(outline, cfg.n_parent))
+    v_c = model.V_c(tf.one_hot(child, cfg.n_child))
+    I_bg = model.G_bg1(model.G_bg0((model.V_bg(tf.one_hot(background, cfg.n_parent)), z)))
     C_fg = model.G_fg1(model.G_fg0((v_outline, z)))
 
     def named(I) -> np.ndarray:
@@ -48,7 +47,7 @@ def parent_factors(run_dir: str, num_images: int, seed: int) -> dict:
     # G_fg2 also sees a parent code (the mask head with --mask_sees_parent, the child block): the outline's
     # parent, or the appearance's.
     for setting, v_p2 in (("G_fg2_sees_outline_parent", v_outline),
-                          ("G_fg2_sees_appearance_parent", model.V_p(one_hot(appearance, cfg.n_parent)))):
+                          ("G_fg2_sees_appearance_parent", model.V_p(tf.one_hot(appearance, cfg.n_parent)))):
         fg = model.G_fg2((C_fg, v_p2, v_c) + model.pose_of(z))
         pred = named(compose(I_bg, fg["I_fg"], fg["I_m"]))
         out[setting] = {"names_outline_parent": float((pred == outline).mean()),

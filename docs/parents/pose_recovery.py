@@ -23,6 +23,7 @@ from absl import flags
 from evidence import json_main
 
 from onegan_tf.checkpoint import load_run
+from onegan_tf.metrics.segmentation import foreground, iou, mask_overlaps
 from onegan_tf.pose import POSE_PARAMETERS, compose_pose, discrete_pose, place
 
 
@@ -49,10 +50,10 @@ def pose_recovery(run_dir: str, num_images: int, seed: int) -> dict:
     codes = model.embed(child)
     C_fg0 = model.G_fg1(model.G_fg0((codes["v_p"], z)))
     canonical = model.G_fg2.draw((C_fg0, codes["v_p"], codes["v_c"]))["I_m"]
-    a, b = (place(canonical, compose_pose(k, given)).numpy() > 0.5 for k in (k_given, k_read))
-    iou = (a & b).sum((1, 2, 3)) / np.maximum((a | b).sum((1, 2, 3)), 1)
+    a, b = (foreground(place(canonical, compose_pose(k, given)).numpy()) for k in (k_given, k_read))
+    ious = iou(*mask_overlaps(a, b)[:2])
     return {**out, "discrete_accuracy": float((k_given == k_read).mean()),
-            "discrete_equivalent": float((iou >= 0.9).mean()), "discrete_mask_iou_mean": float(iou.mean())}
+            "discrete_equivalent": float((ious >= 0.9).mean()), "discrete_mask_iou_mean": float(ious.mean())}
 
 
 def spread(given, read, names) -> dict:

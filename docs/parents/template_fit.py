@@ -1,12 +1,13 @@
 """How well each parent's own outline fits the real objects: the parents as templates, scored on true masks.
 
-For every crop of the evaluated split this draws the mask of each parent code from the reconstruction path
-with the bypass and the encoded codes left out (beta1 = beta3 = 0: G_fg0 on the class embedding `V_p(q)` and
-E_p's `mu_z`, the child E_c names, placed with `--pose_discrete` by the pose E_p reads), and scores it against
-the crop's true mask (IoU at 0.5). The parent whose outline fits best is a clustering of the real images by the
-generator's own templates, an analysis by synthesis; it is scored (NMI against the families) beside E_p's
-`argmax ê_p`, with the mean IoU of the best-fitting template and of the one E_p names. Where the templates are
-the families, the best fit finds them whatever E_p learned; where it does not, the templates are the limit.
+For every crop of the evaluated split this draws the mask of each parent code from the reconstruction path with
+the bypass and the encoded codes left out (beta1 = beta3 = 0: G_fg0 on the class embedding `V_p(q)` and E_p's
+`mu_z`, the child E_c names, placed with `--pose_discrete` by the pose E_p reads), and scores it against the
+crop's true mask (IoU of the masks above 0.5, `onegan_tf.metrics.segmentation`). The parent whose outline fits
+best is a clustering of the real images by the generator's own templates, an analysis by synthesis; it is scored
+(NMI against the families) beside E_p's `argmax ê_p`, with the mean IoU of the best-fitting template and of the
+one E_p names. Where the templates are the families, the best fit finds them whatever E_p learned; where it does
+not, the templates are the limit.
 
 usage: PYTHONPATH=. python docs/parents/template_fit.py --run_dir=RUN --out=FILE.json [--split=SPLIT]
 """
@@ -24,6 +25,7 @@ from evidence import json_main
 from onegan_tf import data
 from onegan_tf.checkpoint import load_run
 from onegan_tf.metrics.clustering import hungarian_accuracy, normalized_mutual_info
+from onegan_tf.metrics.segmentation import foreground, iou, mask_overlaps
 
 
 def template_fit(run_dir: str, split: str) -> dict:
@@ -40,14 +42,13 @@ def template_fit(run_dir: str, split: str) -> dict:
         read = model.read_pose(enc)
         placed_by = {} if read is None else {"pose": read[1]}
         v_c = model.V_c(tf.one_hot(tf.argmax(enc["e_c_hat"], -1), cfg.model.n_child))
-        true = b["mask"][..., 0] > 0.5
+        true = foreground(b["mask"])
         ious = []
         for q in range(n_parent):
             v_p = model.V_p(tf.one_hot(tf.fill([len(true)], q), n_parent))
             fg = model.G_fg2((model.G_fg1(model.G_fg0((v_p, enc["mu_z"]))), v_p, v_c) + model.pose_of(enc["mu_z"]),
                              **placed_by)
-            drawn = fg["I_m"].numpy()[..., 0] > 0.5
-            ious.append((drawn & true).sum((1, 2)) / np.maximum((drawn | true).sum((1, 2)), 1))
+            ious.append(iou(*mask_overlaps(foreground(fg["I_m"].numpy()), true)[:2]))
         ious = np.stack(ious, 1)
         p = tf.argmax(enc["e_p_hat"], -1).numpy()
         best.append(ious.argmax(1))
