@@ -124,16 +124,19 @@ class OneGAN(tf.Module):
         A_bg = self.G_bg0((codes["v_bg"], z), training=training)
         A_fg = self.G_fg0((codes["v_p"], z), training=training)
         I_bg = self.G_bg1(A_bg, training=training)
-        fg = self.G_fg2((self.G_fg1(A_fg, training=training), codes["v_p"], codes["v_c"]) + self.pose_of(z),
-                        training=training)
+        fg = self.draw_foreground(A_fg, codes["v_p"], codes["v_c"], z, training=training)
         return {**codes, "z": z, "A_bg": A_bg, "A_fg": A_fg, "I_bg": I_bg, **fg,
                 "I": compose(I_bg, fg["I_fg"], fg["I_m"])}
 
-    def pose_of(self, z) -> tuple:
-        """G_fg2's pose input: (z,) with `--pose_warp`, which places the canonical foreground by a pose taken
-        from z (z^ on the reconstruction path, so the bypass B_fg learns the object in the canonical pose too;
-        docs/design.md §3), else nothing."""
-        return (z,) if self.cfg.pose_warp else ()
+    def draw_foreground(self, A_fg, v_p, v_c, z, pose=None, training: bool = False) -> dict:
+        """G_fg1 then G_fg2 (Eq. 4): I_fg and I_m from a foreground pre-image (A_fg, or A_fgmix on the
+        reconstruction path) and the codes. With `--pose_warp` G_fg2 draws in a canonical frame and places the
+        drawing by the pose of z (z^ on the reconstruction path, so the bypass B_fg learns the object in the
+        canonical pose too), or by `pose` where given: the pose E_p reads under `--pose_discrete` (`read_pose`;
+        docs/design.md §3). Flag off, z and pose are not used and G_fg2 is called as in the paper."""
+        inputs = (self.G_fg1(A_fg, training=training), v_p, v_c) + ((z,) if self.cfg.pose_warp else ())
+        placed_by = {} if pose is None else {"pose": pose}
+        return self.G_fg2(inputs, training=training, **placed_by)
 
     def read_pose(self, enc: dict):
         """With `--pose_discrete`, the pose E_p reads from the image (`encode`'s output): (k, pose) with k (B,)
@@ -186,9 +189,8 @@ class OneGAN(tf.Module):
         A_fg = self.G_fg0((v_pmix, z_hat), training=training)
         B_fg = enc["B_fg"] if read is None else unplace_discrete(enc["B_fg"], read[0])
         A_fgmix = mix(A_fg, B_fg, betas["beta3"]) if self.cfg.bypass else A_fg                   # mixup 3
-        placed_by = {} if read is None else {"pose": read[1]}       # flag off: G_fg2 called as in the paper
-        fg = self.G_fg2((self.G_fg1(A_fgmix, training=training), v_pmix, v_cmix) + self.pose_of(z_hat),
-                        training=training, **placed_by)
+        fg = self.draw_foreground(A_fgmix, v_pmix, v_cmix, z_hat, pose=None if read is None else read[1],
+                                  training=training)
         # Step 4: background, encoded with the predicted mask.
         A_bg = self.G_bg0((codes["v_bg"], z_hat), training=training)
         out = {}

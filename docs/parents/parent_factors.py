@@ -38,7 +38,7 @@ def parent_factors(run_dir: str, num_images: int, seed: int) -> dict:
     v_outline = model.V_p(tf.one_hot(outline, cfg.n_parent))
     v_c = model.V_c(tf.one_hot(child, cfg.n_child))
     I_bg = model.G_bg1(model.G_bg0((model.V_bg(tf.one_hot(background, cfg.n_parent)), z)))
-    C_fg = model.G_fg1(model.G_fg0((v_outline, z)))
+    A_fg = model.G_fg0((v_outline, z))
 
     def named(I) -> np.ndarray:
         return tf.argmax(model.encode(I)["e_p_hat"], -1).numpy()
@@ -48,7 +48,7 @@ def parent_factors(run_dir: str, num_images: int, seed: int) -> dict:
     # parent, or the appearance's.
     for setting, v_p2 in (("G_fg2_sees_outline_parent", v_outline),
                           ("G_fg2_sees_appearance_parent", model.V_p(tf.one_hot(appearance, cfg.n_parent)))):
-        fg = model.G_fg2((C_fg, v_p2, v_c) + model.pose_of(z))
+        fg = model.draw_foreground(A_fg, v_p2, v_c, z)
         pred = named(compose(I_bg, fg["I_fg"], fg["I_m"]))
         out[setting] = {"names_outline_parent": float((pred == outline).mean()),
                         "names_appearance_parent": float((pred == appearance).mean()),

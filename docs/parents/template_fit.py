@@ -40,14 +40,13 @@ def template_fit(run_dir: str, split: str) -> dict:
             raise ValueError(f"dataset {cfg.data.dataset!r} has no masks: the templates are scored on true masks")
         enc = model.encode(b["image"])
         read = model.read_pose(enc)
-        placed_by = {} if read is None else {"pose": read[1]}
         v_c = model.V_c(tf.one_hot(tf.argmax(enc["e_c_hat"], -1), cfg.model.n_child))
         true = foreground(b["mask"])
         ious = []
         for q in range(n_parent):
             v_p = model.V_p(tf.one_hot(tf.fill([len(true)], q), n_parent))
-            fg = model.G_fg2((model.G_fg1(model.G_fg0((v_p, enc["mu_z"]))), v_p, v_c) + model.pose_of(enc["mu_z"]),
-                             **placed_by)
+            fg = model.draw_foreground(model.G_fg0((v_p, enc["mu_z"])), v_p, v_c, enc["mu_z"],
+                                       pose=None if read is None else read[1])
             ious.append(iou(*mask_overlaps(foreground(fg["I_m"].numpy()), true)[:2]))
         ious = np.stack(ious, 1)
         p = tf.argmax(enc["e_p_hat"], -1).numpy()
