@@ -4,7 +4,9 @@
         --what=train,flops,data,serving --out=bench.jsonl
 
 Every training flag is a flag here too (`--image_size`, `--channel_mult`, `--batch_size`,
-`--mixed_precision`, `--jit_compile`, the data flags, ...). `--what` picks the measurements:
+`--mixed_precision`, `--jit_compile`, the data flags, ...), so a run's flag file works here
+(`--flagfile=configs/demo.cfg`); `--mask_target=auto` is estimated from the data as training does, and the
+estimate is printed. `--what` picks the measurements:
 
 - `train`    seconds per training step and images/s of each phase in `--phases`, the median of `--steps`
              steps after `--warmup` steps (the first traces the phase's tf.function); every step is synced
@@ -50,6 +52,7 @@ from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 from onegan_tf import cli, export, flops
 from onegan_tf.data.pipeline import describe, train_streams
+from onegan_tf.data.protocol import resolve_from_data
 from onegan_tf.flags import config_from_flags, define_config_flags
 from onegan_tf.machine import BENCH_CEILING, ceiling_conv, machine_info, timed
 from onegan_tf.model import OneGAN
@@ -306,11 +309,15 @@ def run(cfg, what, phases, steps: int, warmup: int, serving_batches=(1, 32), cei
         raise ValueError(f"--phases: unknown phases {bad}; allowed: {PHASES}")
     if cfg.train.mixed_precision != "off":
         keras.mixed_precision.set_dtype_policy(cfg.train.mixed_precision)
+    cfg, estimates = resolve_from_data(cfg)  # --mask_target=auto, as onegan_tf.train estimates it
+    for line in estimates:
+        print(f"Estimated from the data: {line}")
     machine = machine_info()
     tc, mc = cfg.train, cfg.model
     stamp = {"config": {"image_size": mc.image_size, "channel_mult": mc.channel_mult, "n_child": mc.n_child,
                         "n_parent": mc.n_parent, "batch_size": tc.batch_size,
-                        "mixed_precision": tc.mixed_precision, "jit_compile": tc.jit_compile},
+                        "mixed_precision": tc.mixed_precision, "jit_compile": tc.jit_compile,
+                        "mask_target": tc.mask_target},
              "machine": machine}
     records = []
 

@@ -385,8 +385,9 @@ class TrainConfig:
     def mask_fraction(self) -> float:
         """L_RM's target as a number: the value of mask_target, or the estimate an `auto` was resolved to."""
         if self.mask_target == AUTO:
-            raise ConfigError("mask_target=auto has not been estimated yet: onegan_tf.train resolves it from "
-                              "the data when the run starts (or give a fraction in (0, 1))")
+            raise ConfigError("mask_target=auto has not been estimated yet: onegan_tf.train and onegan_tf.bench "
+                              "resolve it from the data when they start (data.protocol.resolve_from_data), or "
+                              "give a fraction in (0, 1)")
         text = self.mask_target.removeprefix(AUTO + ":")
         try:
             value = float(text)

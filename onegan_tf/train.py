@@ -10,7 +10,6 @@ events and profiles), samples/ (PNG grids), metrics.jsonl (every logged scalar),
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -26,8 +25,8 @@ from tqdm import tqdm
 
 from onegan_tf import cli, data, figures
 from onegan_tf.checkpoint import STEP_KEY, find_checkpoint, has_checkpoint, load_config
-from onegan_tf.config import AUTO, DISTILLATION_SETTINGS, Config, ConfigError, config_differences, resumable_settings
-from onegan_tf.data.protocol import BOX_FILL, build_protocol, object_fraction
+from onegan_tf.config import DISTILLATION_SETTINGS, Config, ConfigError, config_differences, resumable_settings
+from onegan_tf.data.protocol import resolve_from_data
 from onegan_tf.distill import background_count, real_count
 from onegan_tf.evaluate import check_requirements
 from onegan_tf.files import save_keras, write_json
@@ -145,23 +144,6 @@ def check_distillable(cfg: Config) -> str | None:
         raise IncompatibleRunError(f"--distill_from={source}: its checkpoint {path} is at step {step}, not at "
                                    f"the end of the schedule ({tc.steps} steps); finish training it first")
     return path
-
-
-def resolve_from_data(cfg: Config) -> tuple[Config, list[str]]:
-    """Settings given as `auto`, estimated from the data: the config with their values, and a line each.
-
-    --mask_target=auto becomes auto:<estimate> (`protocol.object_fraction`), so config.json keeps both where
-    the value came from and the value; resuming re-estimates it and compares as any other setting.
-    """
-    if cfg.train.mask_target != AUTO:
-        return cfg, []
-
-    protocol = build_protocol(cfg.data)
-    value = object_fraction(protocol, cfg.data.crop)
-    train = dataclasses.replace(cfg.train, mask_target=f"{AUTO}:{value:.3f}")
-    return dataclasses.replace(cfg, train=train), [
-        f"mask_target=auto -> {value:.3f}: {BOX_FILL:g} of each of the {len(protocol.object)} object boxes "
-        f"as a fraction of its crop (--crop={cfg.data.crop}), averaged"]
 
 
 def dry_run(cfg: Config, out=None) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -100,7 +101,7 @@ def test_percentile_interpolates():
 def test_bench_cli_writes_one_json_line_per_measurement(tmp_path):
     out = tmp_path / "bench.jsonl"
     flags = tiny_flags(batch_size=4) + ["--what=train,flops", "--phases=I", "--warmup=1", "--steps=2",
-                                       "--ceiling=4,32,32,32,3", f"--out={out}"]
+                                       "--ceiling=4,32,32,32,3", f"--out={out}", "--mask_target=auto"]
     proc = subprocess.run([sys.executable, "-m", "onegan_tf.bench", *flags], cwd=REPO, env=train_env(),
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -111,6 +112,8 @@ def test_bench_cli_writes_one_json_line_per_measurement(tmp_path):
     for r in records:
         assert {"config", "machine", "loadavg", "time"} <= set(r)
         assert r["config"]["image_size"] == MODEL["image_size"] and r["config"]["batch_size"] == 4
+        # --mask_target=auto is estimated from the boxes, as onegan_tf.train does, not refused
+        assert re.fullmatch(r"auto:0\.\d{3}", r["config"]["mask_target"])
         assert {"platform", "cpu_count", "cpu_model", "tensorflow", "devices"} <= set(r["machine"])
     train, _, phase, ceiling = records
     assert train["traces"] == 1 and len(train["step_seconds"]) == 2
@@ -120,6 +123,7 @@ def test_bench_cli_writes_one_json_line_per_measurement(tmp_path):
         phase["training_flops"] / train["seconds_per_step"])
     assert ceiling["forward_flops"] == 2 * 9 * 32 * 32 * 32 * 32 * 4 and ceiling["flop_per_s"] > 0
     assert "phase I" in proc.stdout and "GFLOP/s" in proc.stdout
+    assert "Estimated from the data: mask_target=auto -> " in proc.stdout
 
 
 @pytest.mark.slow

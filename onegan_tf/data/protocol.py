@@ -16,6 +16,8 @@ background patches — plain numpy geometry on the validated `Example`s, no Tens
   `background_patches_per_image` squares per image, each of random side in [1/4, 1] × the shorter image
   side at a random position (seeded like the strips) — and every image of the source is an object image.
   A source without boxes (a plain image folder) needs it, and takes `crop=full`.
+- **Settings from the data** (`resolve_from_data`): `--mask_target=auto` becomes the object fraction
+  estimated from the boxes of X_c (`object_fraction`; the masks are never read).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import zlib
 import numpy as np
 from absl import logging
 
-from onegan_tf.config import DataConfig
+from onegan_tf.config import AUTO, Config, DataConfig
 from onegan_tf.data.sources import DataError, Example, Source, load_backgrounds, load_source
 
 OBJECT_NUMERATOR, OBJECT_DENOMINATOR = 4, 5  # 80 % object images, 20 % background images
@@ -109,6 +111,24 @@ def object_fraction(protocol: Protocol, crop: str) -> float:
         _, _, height, width = object_crop(e, crop)
         fractions.append(BOX_FILL * (x1 - x0) * (y1 - y0) / (height * width))
     return float(np.mean(fractions))
+
+
+def resolve_from_data(cfg: Config) -> tuple[Config, list[str]]:
+    """Settings given as `auto`, estimated from the data: the config with their values, and a line each.
+
+    --mask_target=auto becomes auto:<estimate> (`object_fraction`), so config.json keeps both where the value
+    came from and the value; resuming re-estimates it and compares as any other setting. Training and the
+    bench both call it, so a flag file with `auto` times the model it trains.
+    """
+    if cfg.train.mask_target != AUTO:
+        return cfg, []
+
+    protocol = build_protocol(cfg.data)
+    value = object_fraction(protocol, cfg.data.crop)
+    train = dataclasses.replace(cfg.train, mask_target=f"{AUTO}:{value:.3f}")
+    return dataclasses.replace(cfg, train=train), [
+        f"mask_target=auto -> {value:.3f}: {BOX_FILL:g} of each of the {len(protocol.object)} object boxes "
+        f"as a fraction of its crop (--crop={cfg.data.crop}), averaged"]
 
 
 def background_patches(height: int, width: int, bbox: tuple[int, int, int, int], max_patches: int,
