@@ -31,16 +31,16 @@ def parent_masks(run_dir: str, seed: int) -> np.ndarray:
     k, mc = cfg.model.children_per_parent, cfg.model
     z = tf.constant(np.random.default_rng(seed).normal(size=(COLUMNS, mc.d_z)), tf.float32)
     generated = [model.generate(tf.fill([COLUMNS], p * k), z)["I_m"].numpy()[..., 0] for p in range(mc.n_parent)]
-    real = {p: [] for p in range(mc.n_parent)}
+    real = {}  # one row per family of the data, which can be fewer than the parent codes (overcluster.sh)
     for b in data.eval_dataset(cfg.data, mc.image_size, 100, cfg.train.final_split,
                                classes=(mc.n_child, mc.n_parent)).as_numpy_iterator():
         for m, p in zip(b["mask"][..., 0], b["parent"]):
-            if len(real[int(p)]) < COLUMNS:
+            if len(real.setdefault(int(p), [])) < COLUMNS:
                 real[int(p)].append(m)
     rows = [np.concatenate(list(g), 1) for g in generated]
     rows.append(np.full((GAP, rows[0].shape[1]), 0.5))
     rows += [np.concatenate(real[p] + [np.zeros_like(rows[0][:, :mc.image_size])] * (COLUMNS - len(real[p])), 1)
-             for p in range(mc.n_parent)]
+             for p in sorted(real)]
     return np.concatenate(rows, 0)
 
 
