@@ -26,13 +26,15 @@ estimate is printed. `--what` picks the measurements:
              most time in one step of the last phase of `--phases` (TF profiler trace, op events summed;
              with intra-op threads the sum can exceed the step's wall time).
 
-One JSON line per measurement goes to `--out` (appended), each with the config, the machine (platform,
+One JSON line per measurement goes to `--out` (appended), each with the config (batch, precision, L_RM's
+target and every model setting, so that runs of other flags tell apart), the machine (platform,
 CPUs, CPU model, TF version, devices) and the load average when it was taken; a table goes to stdout.
 Timings on a shared machine are inflated by its load: compare numbers only at a similar load average.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import glob
 import json
@@ -317,7 +319,7 @@ def run(cfg, what, phases, steps: int, warmup: int, serving_batches=(1, 32), cei
     stamp = {"config": {"image_size": mc.image_size, "channel_mult": mc.channel_mult, "n_child": mc.n_child,
                         "n_parent": mc.n_parent, "batch_size": tc.batch_size,
                         "mixed_precision": tc.mixed_precision, "jit_compile": tc.jit_compile,
-                        "mask_target": tc.mask_target},
+                        "mask_target": tc.mask_target, "model": dataclasses.asdict(mc)},
              "machine": machine}
     records = []
 

@@ -114,6 +114,7 @@ def test_bench_cli_writes_one_json_line_per_measurement(tmp_path):
         assert r["config"]["image_size"] == MODEL["image_size"] and r["config"]["batch_size"] == 4
         # --mask_target=auto is estimated from the boxes, as onegan_tf.train does, not refused
         assert re.fullmatch(r"auto:0\.\d{3}", r["config"]["mask_target"])
+        assert r["config"]["model"] == {**MODEL, **r["config"]["model"]}  # every model setting, so runs tell apart
         assert {"platform", "cpu_count", "cpu_model", "tensorflow", "devices"} <= set(r["machine"])
     train, _, phase, ceiling = records
     assert train["traces"] == 1 and len(train["step_seconds"]) == 2
