@@ -3,6 +3,7 @@
 # docs/parents/merge_parents.py. The committed trainer refuses an --n_parent other than the data's, so this
 # trains a copy of the committed tree (git archive HEAD) with docs/parents/overcluster.patch applied, which
 # drops that one check and changes nothing else; the copy's probe.sh appends its line to the copy's probes.jsonl.
+# The copy is made once per OUT_DIR (OUT_DIR/code_overcluster) and reused; remove it to train a newer HEAD.
 # usage: docs/parents/overcluster.sh OUT_DIR NAME --n_parent=N [--FLAG=VALUE ...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
