@@ -37,6 +37,7 @@ from scipy.spatial.distance import squareform
 
 from onegan_tf import baselines
 from onegan_tf.checkpoint import load_run
+from onegan_tf.config import parent_of
 from onegan_tf.metrics.clustering import contingency_table, hungarian_accuracy, normalized_mutual_info
 from onegan_tf.model import sample_z
 from onegan_tf.report import collect
@@ -52,7 +53,7 @@ def dihedral(m: np.ndarray) -> list[np.ndarray]:
 def canonical_outlines(model, cfg, draws: int, seed: int) -> np.ndarray:
     """[N_P, H, W]: each parent's mean mask before the pose warp over `draws` samples of z."""
     mc = cfg.model
-    per = mc.n_child // mc.n_parent
+    per = mc.children_per_parent
     z = sample_z(tf.constant([seed, 14], tf.int32), draws, mc.d_z)
     out = []
     for p in range(mc.n_parent):
@@ -102,14 +103,14 @@ def parent_readout(run_dir: str, split: str, draws: int) -> dict:
     if np.any(family < 0):
         raise ValueError(f"split {split!r} of dataset {cfg.data.dataset!r} has no parent labels to score against")
     n_families = int(family.max()) + 1
-    per = mc.n_child // mc.n_parent
+    per = mc.children_per_parent
     reads = {"e_p": [], "childs_parent": [], "product": []}
     for i in range(0, len(family), 100):
         enc = model.encode(tf.constant(real["image"][i:i + 100]))
         log_p = tf.nn.log_softmax(enc["e_p_hat"]).numpy()
         q_c = tf.nn.softmax(enc["e_c_hat"]).numpy()
         reads["e_p"].append(log_p.argmax(1))
-        reads["childs_parent"].append(q_c.argmax(1) // per)
+        reads["childs_parent"].append(parent_of(q_c.argmax(1), per))
         reads["product"].append((log_p + np.log(q_c.reshape(len(q_c), mc.n_parent, per).sum(-1) + 1e-9)).argmax(1))
     reads = {k: np.concatenate(v) for k, v in reads.items()}
     kmeans = baselines.kmeans_pixels(real["image"], family, n_families, tc.seed)
