@@ -60,7 +60,8 @@ class ModelConfig:
         1.0, "Channel multiplier applied to every convolution and hidden Linear width (paper: 1.0); "
         "in [1/64, 1]. Widths are rounded and floored at 8.")
     n_child: int = _field(200, "N_C, number of child (fine) classes; a multiple of n_parent.")
-    n_parent: int = _field(20, "N_P, number of parent (coarse) classes.")
+    n_parent: int = _field(20, "N_P, number of parent (coarse) classes: the data's parents, or more codes, "
+                                "which the report also scores merged by shape (docs/design.md §7).")
     d_z: int = _field(100, "d_z, dimensionality of the pose code z.")
     d_c: int = _field(32, "d_c, dimensionality of the style code v_c.")
     d_p: int = _field(16, "d_p, dimensionality of the shape code v_p.")

@@ -113,8 +113,10 @@ def finalize_run(cfg: Config, model=None, step: int | None = None, raw_model=Non
                                        seed=tc.seed, figures=False, progress=tc.progress, model=raw_model)
     real = collect(cfg.data, mc.image_size, tc.final_split, classes=(mc.n_child, mc.n_parent))
     area = baselines.mean_area_fraction(train_split["mask"]) if "mask" in real else None
+    # k-means on the parents takes k = the data's parent classes, fewer than N_P when the codes are merged.
+    k_parent = min(mc.n_parent, data.describe(cfg.data)["n_parent"] or mc.n_parent)
     base = (baselines.all_baselines(real["image"], real["mask"], real.get("child"), real.get("parent"), area,
-                                    mc.n_child, mc.n_parent, tc.seed) if "mask" in real else {})
+                                    mc.n_child, k_parent, tc.seed) if "mask" in real else {})
     export_path = None
     if tc.final_export:
         export_path = export.export_saved_model(model, os.path.join(run_dir, "export"), "onegan",
@@ -157,6 +159,12 @@ def metric_rows(report: dict, base: dict, raw_generation: dict | None = None) ->
                 if level == "parent" and key == "acc" and k in base:
                     b += f"; chance {_fmt(base[k]['chance_acc'])}"
                 rows.append(("clustering", f"{level} {key.upper()}", _fmt(c[f'{level}_{key}']), b))
+        if "parent_merged_nmi" in c:
+            for key in ("acc", "nmi"):
+                b = (f"k-means on pixels (k={base['kmeans_parent']['k']}) {_fmt(base['kmeans_parent'][key])}"
+                     if "kmeans_parent" in base else "")
+                rows.append(("clustering", f"parent {key.upper()}, codes merged by shape into "
+                             f"{c['parent_classes']}", _fmt(c[f'parent_merged_{key}']), b))
     ema = report.get("generator_weights") == "ema"
     for name, key, label in (("fid", "fid", "FID ↓"), ("is", "is", "IS ↑"), ("cfid", "cfid", "CFID ↓"),
                              ("cis", "cis", "CIS ↑")):

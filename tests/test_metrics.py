@@ -9,7 +9,7 @@ from scipy import linalg
 from sklearn.metrics import normalized_mutual_info_score
 
 from onegan_tf import metrics
-from onegan_tf.metrics import clustering, inception, registry, segmentation
+from onegan_tf.metrics import clustering, inception, registry, segmentation, shape_merge
 
 # ---------------------------------------------------------------------------------------------------------
 # Clustering: NMI and Hungarian ACC.
@@ -405,3 +405,69 @@ def test_user_classifier_with_logits_gets_softmax_and_penultimate_features(tmp_p
     assert (net.input_size, net.feature_dim, net.num_classes) == ((12, 12), 7, 4)
     assert features.shape == (3, 7) and probs.shape == (3, 4)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# More parent codes than parent classes: merged by the shape of the predicted masks (shape_merge).
+
+def _blob(size=24, seed=0):
+    """An asymmetric blob mask (an L with a tail), placed off-centre."""
+    m = np.zeros((size, size))
+    m[4:16, 5:9] = 1.0
+    m[12:16, 9:18] = 1.0
+    m[6:8, 9:13] = 1.0
+    return np.roll(m, seed, axis=1)
+
+
+def test_hu_moments_are_invariant_to_shift_quarter_turns_mirrors_and_scale():
+    m = _blob()
+    poses = [np.roll(m, 3, axis=0), np.rot90(m), np.rot90(m, 3), m[:, ::-1], m[::-1].T]
+    hu = shape_merge.hu_moments(np.stack([m] + poses))
+    np.testing.assert_allclose(hu[1:, :6], np.repeat(hu[:1, :6], len(poses), 0), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(np.abs(hu[1:, 6]), np.abs(hu[0, 6]), rtol=1e-6)  # the skew one: sign flips in a mirror
+    twice = np.kron(m, np.ones((2, 2)))  # the same outline at twice the size
+    np.testing.assert_allclose(shape_merge.hu_moments(twice[None])[0, :4], hu[0, :4], rtol=0.05)
+    other = np.zeros_like(m)
+    other[6:18, 6:18] = 1.0  # a square: not the blob in any pose
+    assert np.abs(shape_merge.hu_moments(other[None])[0, :4] - hu[0, :4]).max() > 0.3
+    with pytest.raises(ValueError, match=r"\(N, H, W\)"):
+        shape_merge.hu_moments(m)
+
+
+def test_merge_codes_groups_codes_by_their_images_and_names_unused_codes():
+    rng = np.random.default_rng(0)
+    codes = np.repeat([0, 1, 2, 4, 5], 20)  # code 3 is never predicted
+    centre = {0: 0.0, 1: 0.1, 2: 5.0, 4: 5.1, 5: 0.05}
+    features = np.stack([rng.normal(centre[c], 0.05, 3) for c in codes])
+    groups = shape_merge.merge_codes(features, codes, n_codes=6, groups=2)
+    assert groups[3] == 2  # unused: one more group
+    assert groups[0] == groups[1] == groups[5] != groups[2] == groups[4]
+    assert list(shape_merge.merge_codes(features[:40], codes[:40], 6, 2)) == [0, 1, 2, 2, 2, 2]  # 2 used codes
+    with pytest.raises(ValueError, match=r"codes in \[0, 6\)"):
+        shape_merge.merge_codes(features, codes + 2, n_codes=6, groups=2)
+
+
+class OverclusteredContext(FakeContext):
+    """4 parent codes for 2 parent classes: E_p splits each class over two codes; class 0's images are
+    segmented as the L-shaped blob and class 1's as a square, each in several poses."""
+
+    n_parent = 4
+
+    def reconstruct(self, images):
+        out = super().reconstruct(images)
+        child = np.rint((images[:, 0, 0, 0] + 1) * 2).astype(int)
+        parent = child // 2
+        blob, square = _blob(self.size, 0)[:self.size, :self.size], np.zeros((self.size, self.size))
+        square[2:6, 2:6] = 1.0
+        masks = [np.rot90(blob, c) if p == 0 else np.roll(square, c, 0) for c, p in zip(child, parent)]
+        out["I_m"] = np.stack(masks)[..., None].astype(np.float32)
+        out["e_p_logits"] = np.eye(4)[2 * parent + child % 2]  # codes {0, 1} for class 0, {2, 3} for class 1
+        return out
+
+
+def test_clustering_scores_more_parent_codes_merged_by_shape():
+    result = metrics.compute(["clustering"], OverclusteredContext(size=24))["clustering"]
+    assert result["parent_classes"] == 2
+    assert result["parent_merged_nmi"] == pytest.approx(1.0) and result["parent_merged_acc"] == pytest.approx(1.0)
+    assert result["parent_acc"] == pytest.approx(0.5)  # 4 clusters one-to-one onto 2 classes
+    assert "parent_merged_nmi" not in metrics.compute(["clustering"], FakeContext())["clustering"]

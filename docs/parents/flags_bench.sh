@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # What the parent flags cost the demo: seconds per training step of configs/demo.cfg's model with the flags off,
 # with --pose_warp --pose_discrete --pose_mse --mask_before_child --shape_code_gain=10, and with those and 12
-# parent codes (overcluster.sh's model; the bench builds it without the trainer's check of N_P against the
-# data), in Phases I, IIa and IIb (`python -m onegan_tf.bench --what=train,flops`, which also times the ceiling
-# convolution), the three alternated twice in one run so that all see the same machine.
+# parent codes (the model of `probe.sh ... --n_parent=12`), in Phases I, IIa and IIb (`python -m
+# onegan_tf.bench --what=train,flops`, which also times the ceiling convolution), the three alternated twice in
+# one run so that all see the same machine.
 # usage: docs/parents/flags_bench.sh OUT.jsonl
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -5,7 +5,8 @@ E_p's merged clusters on the run's evaluated split, beside the target (k-means o
 - `outline`: the merge by generated canonical outlines, dihedral distance (`parent_readout.merge_groups`);
 - `hu{4,7}_real_{mean,median}_{average,ward}`: the first 4 or 7 Hu moments of each real image's encoder mask,
   their mean or median over the images E_p assigns to a code, `average` or `ward` linkage
-  (`parent_readout.hu_groups`; `hu4_real_median_average` is the one `parent_readout.py` keeps);
+  (`onegan_tf.metrics.shape_merge.merge_codes`; `hu4_real_median_average` is the one the end-of-run report
+  and `parent_readout.py` keep);
 - `hu{4,7}_generated_{average,ward}`: the Hu moments of each code's generated canonical outline;
 - `hu{4,7}_real_mean_mask_{average,ward}`: the Hu moments of the mean of the thresholded encoder masks
   E_p assigns to a code (placed, so not pose-invariant; a reference);
@@ -26,20 +27,20 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 from evidence import json_main
-from parent_readout import TARGET_MARGIN, canonical_outlines, hu_groups, many_to_one, merge_groups, outline_distances
-from shape_ceiling import hu_moments
+from parent_readout import TARGET_MARGIN, canonical_outlines, many_to_one, merge_groups, outline_distances
 
 from onegan_tf import baselines
 from onegan_tf.checkpoint import load_run
 from onegan_tf.metrics.clustering import normalized_mutual_info
+from onegan_tf.metrics.shape_merge import hu_moments, merge_codes
 from onegan_tf.report import collect
 
 LINKAGES = ("average", "ward")
 
 
 def per_code(features: np.ndarray, n_codes: int, families: int, method: str) -> np.ndarray:
-    """hu_groups on one feature row per code (the statistic of one row is the row)."""
-    return hu_groups(features, np.arange(n_codes), n_codes, families, np.mean, method)
+    """merge_codes on one feature row per code (the statistic of one row is the row)."""
+    return merge_codes(features, np.arange(n_codes), n_codes, families, np.mean, method)
 
 
 def variants(run_dir: str, draws: int) -> dict:
@@ -64,7 +65,7 @@ def variants(run_dir: str, draws: int) -> dict:
     for k in (4, 7):
         for method in LINKAGES:
             for name, stat in (("mean", np.mean), ("median", np.median)):
-                groups[f"hu{k}_real_{name}_{method}"] = hu_groups(hu[:, :k], codes, mc.n_parent, nf, stat, method)
+                groups[f"hu{k}_real_{name}_{method}"] = merge_codes(hu[:, :k], codes, mc.n_parent, nf, stat, method)
             groups[f"hu{k}_generated_{method}"] = per_code(hu_moments(outlines)[:, :k], mc.n_parent, nf, method)
             mean_masks = np.stack([(masks[codes == c] > 0.5).mean(0) if c in used else np.zeros(masks.shape[1:])
                                    for c in range(mc.n_parent)])

@@ -31,7 +31,7 @@ def parent_masks(run_dir: str, seed: int) -> np.ndarray:
     k, mc = cfg.model.children_per_parent, cfg.model
     z = tf.constant(np.random.default_rng(seed).normal(size=(COLUMNS, mc.d_z)), tf.float32)
     generated = [model.generate(tf.fill([COLUMNS], p * k), z)["I_m"].numpy()[..., 0] for p in range(mc.n_parent)]
-    real = {}  # one row per family of the data, which can be fewer than the parent codes (overcluster.sh)
+    real = {}  # one row per family of the data, which can be fewer than the parent codes (--n_parent=12)
     for b in data.eval_dataset(cfg.data, mc.image_size, 100, cfg.train.final_split,
                                classes=(mc.n_child, mc.n_parent)).as_numpy_iterator():
         for m, p in zip(b["mask"][..., 0], b["parent"]):

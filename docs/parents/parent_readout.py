@@ -7,19 +7,17 @@ The end-of-run report scores E_p's `argmax ê_p`. Two other readouts use both en
 - **the product**: `argmax_p [log softmax(ê_p)_p + log sum_{c in p} softmax(ê_c)_c]`, the two encoders' parent
   beliefs multiplied.
 
-A run with more parent codes than families (`overcluster.sh`, N_P' > the families) is also **merged**:
+A run with more parent codes than families (`probe.sh ... --n_parent=12`, N_P' > the families) is also **merged**:
 each parent's outline is the mean over `--draws` samples of z of G_fg2's mask before the pose warp
 (`G_fg2.draw`, in the canonical frame under `--pose_warp`), with its first child's code; two outlines' distance
 is the smallest mean absolute difference over the 8 quarter turns and mirrors of one of them (the poses
 `--pose_discrete` places exactly); the parents are grouped by average-linkage agglomerative clustering of those
 distances into as many groups as there are families, and every readout is then read through its group.
-A second merge reads the **real images** instead of the generator (`merged_hu`): each real image's encoder mask
-(the reconstruction path's Î_m at inference) is described by its first `HU_USED` Hu moments (invariant to turns,
-mirrors, scale and shift; `shape_ceiling.hu_moments`), each parent code by the median of those over the images
-E_p assigns to it, and the codes, standardised per moment, are grouped by average linkage of their Euclidean
-distances into as many groups as there are families (codes that E_p gives no image form one more group). Chosen
-among the variants of `merge_variants.py` on the runs its JSON names, before later runs were scored. Neither
-merge reads a label. Beside it, `many_to_one` maps each of the N_P' clusters to its most frequent family, which
+A second merge reads the **real images** instead of the generator (`merged_hu`): the rule the end-of-run report
+uses (`onegan_tf.metrics.shape_merge.merge_by_shape`: the first 4 Hu moments of each real image's encoder mask,
+their median per E_p code, average linkage into as many groups as there are families), chosen among the
+variants of `merge_variants.py` on the runs its JSON names, before later runs were scored. Neither merge reads
+a label. Beside it, `many_to_one` maps each of the N_P' clusters to its most frequent family, which
 does read the labels: a ceiling for any merge, not a result.
 
 Every readout is scored by NMI and ACC against the families of the evaluated split, beside k-means on pixels
@@ -40,17 +38,16 @@ from absl import flags
 from evidence import json_main
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
-from shape_ceiling import hu_moments
 
 from onegan_tf import baselines
 from onegan_tf.checkpoint import load_run
 from onegan_tf.config import parent_of
 from onegan_tf.metrics.clustering import contingency_table, hungarian_accuracy, normalized_mutual_info
+from onegan_tf.metrics.shape_merge import HU_USED, merge_by_shape
 from onegan_tf.model import sample_z
 from onegan_tf.report import collect
 
 TARGET_MARGIN = 0.10  # issue 14: parent NMI >= k-means (k = N_P) + 0.10
-HU_USED = 4  # the first four Hu moments; the last three are near zero and noisy for blob-like 32 px masks
 
 
 def dihedral(m: np.ndarray) -> list[np.ndarray]:
@@ -87,20 +84,6 @@ def merge_groups(distances: np.ndarray, groups: int) -> np.ndarray:
     if len(distances) <= groups:
         return np.arange(len(distances))
     return fcluster(linkage(squareform(distances, checks=False), "average"), groups, "maxclust") - 1
-
-
-def hu_groups(hu: np.ndarray, codes: np.ndarray, n_codes: int, groups: int, statistic=np.median,
-              method: str = "average") -> np.ndarray:
-    """Group index of each of `n_codes` parent codes from the Hu moments `hu` [N, k] of the real images E_p
-    assigns to them (`codes` [N]): one `statistic` per code, standardised across codes, `method` linkage of
-    Euclidean distances cut at `groups`; a code no image is assigned to gets group `groups`."""
-    used = np.unique(codes)
-    feats = np.stack([statistic(hu[codes == c], 0) for c in used])
-    feats = (feats - feats.mean(0)) / (feats.std(0) + 1e-9)
-    out = np.full(n_codes, groups)
-    out[used] = (np.arange(len(used)) if len(used) <= groups
-                 else fcluster(linkage(feats, method, metric="euclidean"), groups, "maxclust") - 1)
-    return out
 
 
 def many_to_one(clusters: np.ndarray, family: np.ndarray) -> np.ndarray:
@@ -147,7 +130,7 @@ def parent_readout(run_dir: str, split: str, draws: int) -> dict:
         groups = merge_groups(distances, n_families)
         out["merge"] = {"groups": groups.tolist(), "outline_distances": np.round(distances, 4).tolist()}
         out["merged"] = {k: scores(groups[v], family) for k, v in reads.items()}
-        hu_group = hu_groups(hu_moments(np.concatenate(masks))[:, :HU_USED], reads["e_p"], mc.n_parent, n_families)
+        hu_group = merge_by_shape(np.concatenate(masks), reads["e_p"], mc.n_parent, n_families)
         out["merge_hu"] = {"groups": hu_group.tolist(), "moments_used": HU_USED}
         out["merged_hu"] = {k: scores(hu_group[v], family) for k, v in reads.items()}
         out["many_to_one"] = {k: scores(many_to_one(v, family), family) for k, v in reads.items()}

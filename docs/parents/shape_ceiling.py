@@ -36,6 +36,7 @@ from onegan_tf.checkpoint import load_run
 from onegan_tf.diagnose import pool, ridge_probe
 from onegan_tf.flags import config_from_flags, define_config_flags
 from onegan_tf.metrics.clustering import hungarian_accuracy, normalized_mutual_info
+from onegan_tf.metrics.shape_merge import hu_moments
 
 KMEANS_RESTARTS = 10
 CNN_EPOCHS = 15
@@ -55,31 +56,6 @@ def load_masks(cfg, split: str, model=None) -> tuple:
             predicted.append(model.reconstruct(b["image"])["I_m_hat"].numpy()[..., 0])
     out = np.concatenate(masks).astype(np.float32), np.concatenate(parents)
     return out + (np.concatenate(predicted),) if model is not None else out
-
-
-def hu_moments(masks: np.ndarray) -> np.ndarray:
-    """The seven Hu invariants of each (H, W) mask, sign-preserving log-scaled: shape (N, 7)."""
-    n, h, w = masks.shape
-    y, x = np.mgrid[:h, :w].astype(np.float64)
-    out = np.zeros((n, 7))
-    for i, m in enumerate(masks.astype(np.float64)):
-        m00 = m.sum() + 1e-9
-        xc, yc = (m * x).sum() / m00, (m * y).sum() / m00
-        dx, dy = x - xc, y - yc
-
-        def eta(p, q):
-            return (m * dx**p * dy**q).sum() / m00 ** (1 + (p + q) / 2)
-        n20, n02, n11 = eta(2, 0), eta(0, 2), eta(1, 1)
-        n30, n03, n21, n12 = eta(3, 0), eta(0, 3), eta(2, 1), eta(1, 2)
-        a, b = n30 + n12, n21 + n03
-        out[i] = [n20 + n02,
-                  (n20 - n02) ** 2 + 4 * n11**2,
-                  (n30 - 3 * n12) ** 2 + (3 * n21 - n03) ** 2,
-                  a**2 + b**2,
-                  (n30 - 3 * n12) * a * (a**2 - 3 * b**2) + (3 * n21 - n03) * b * (3 * a**2 - b**2),
-                  (n20 - n02) * (a**2 - b**2) + 4 * n11 * a * b,
-                  (3 * n21 - n03) * a * (a**2 - 3 * b**2) - (n30 - 3 * n12) * b * (3 * a**2 - b**2)]
-    return -np.sign(out) * np.log10(np.abs(out) + 1e-30)
 
 
 def kmeans_scores(features: np.ndarray, parents: np.ndarray, k: int, seed: int) -> dict:

@@ -1,8 +1,9 @@
 """Clustering metrics: ACC (Hungarian matching) and NMI of `argmax ê_c(E_c(x))` (docs/design.md §7).
 
 Clusters are the argmax of the encoders' logits on real images; classes are the true labels. The same is
-done for parents (`argmax ê_p`). The math lives in small numpy functions computed from the contingency
-table; scikit-learn is used only by the tests, as an independent reference.
+done for parents (`argmax ê_p`); with more parent codes than parent classes they are also scored merged by
+shape into as many groups as there are classes (`shape_merge`). The math lives in small numpy functions
+computed from the contingency table; scikit-learn is used only by the tests, as an independent reference.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from onegan_tf.metrics import registry
+from onegan_tf.metrics.shape_merge import HU_USED, hu_moments, merge_codes
 
 
 def contingency_table(clusters, classes) -> np.ndarray:
@@ -65,11 +67,15 @@ def normalized_mutual_info(clusters, classes) -> float:
 
 @registry.register("clustering", labels=True)
 def clustering(ctx: registry.EvalContext) -> dict[str, float]:
-    """ACC and NMI of the encoders' argmax against the true child and parent labels."""
+    """ACC and NMI of the encoders' argmax against the true child and parent labels; where the model has
+    more parent codes than the split has parent classes, also of the parents merged by shape
+    (`parent_merged_acc`, `parent_merged_nmi`, into `parent_classes` groups)."""
     ids = {"child": [], "parent": [], "child_pred": [], "parent_pred": []}
+    shapes = []  # per image: the first HU_USED Hu moments of the predicted mask
     for batch in registry.progress(ctx, ctx.real_batches(), "clustering"):
         out = ctx.reconstruct(batch["image"])
-        registry.require_keys(out, ["e_c_logits", "e_p_logits"], "clustering", "reconstruct")
+        registry.require_keys(out, ["e_c_logits", "e_p_logits", "I_m"], "clustering", "reconstruct")
+        shapes.append(hu_moments(np.asarray(out["I_m"])[..., 0])[:, :HU_USED])
         ids["child_pred"].append(np.argmax(out["e_c_logits"], axis=-1))
         ids["parent_pred"].append(np.argmax(out["e_p_logits"], axis=-1))
         ids["child"].append(np.asarray(batch["child"]).ravel())
@@ -77,10 +83,18 @@ def clustering(ctx: registry.EvalContext) -> dict[str, float]:
     if not ids["child"]:
         raise registry.MetricError(f"metric 'clustering': {registry.dataset_name(ctx)} yielded no images")
     ids = {k: np.concatenate(v) for k, v in ids.items()}
-    return {
+    result = {
         "child_acc": hungarian_accuracy(ids["child_pred"], ids["child"]),
         "child_nmi": normalized_mutual_info(ids["child_pred"], ids["child"]),
         "parent_acc": hungarian_accuracy(ids["parent_pred"], ids["parent"]),
         "parent_nmi": normalized_mutual_info(ids["parent_pred"], ids["parent"]),
         "n_images": int(len(ids["child"])),
     }
+    classes = len(np.unique(ids["parent"]))
+    if ctx.n_parent > classes:
+        group = merge_codes(np.concatenate(shapes), ids["parent_pred"], ctx.n_parent, classes)
+        merged = group[ids["parent_pred"]]
+        result.update(parent_merged_acc=hungarian_accuracy(merged, ids["parent"]),
+                      parent_merged_nmi=normalized_mutual_info(merged, ids["parent"]),
+                      parent_classes=classes)
+    return result

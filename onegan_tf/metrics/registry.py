@@ -6,7 +6,8 @@ Modelled on StyleGAN2-ADA's `metric_main.py`: each metric module registers its f
 
     segmentation  iou, dice, iou_dataset, dice_dataset, n_images, images_per_s   (the reconstruction path)
     segmentation_distilled   the same, for the distilled segmenter (`ctx.segment`)
-    clustering    child_acc, child_nmi, parent_acc, parent_nmi, n_images
+    clustering    child_acc, child_nmi, parent_acc, parent_nmi, n_images; with more parent codes than
+                  parent classes also parent_merged_acc, parent_merged_nmi, parent_classes
     fid           fid, n_real, n_generated
     is            is, is_std, n_generated, splits
     cfid          cfid, n_classes, n_real, n_generated
