@@ -153,18 +153,18 @@ def metric_rows(report: dict, base: dict, raw_generation: dict | None = None) ->
                      f"{dist:.0f} ({dist / enc:.1f}x)", ""))
     if "clustering" in m:
         c = m["clustering"]
-        for level, k in (("child", "kmeans_child"), ("parent", "kmeans_parent")):
+        merged = "parent_merged_nmi" in c  # more parent codes than parent classes (docs/design.md §7)
+        levels = [("child", "kmeans_child", "child", ""), ("parent", "kmeans_parent", "parent",
+                                                           ", codes unmerged" if merged else "")]
+        if merged:
+            levels.append(("parent_merged", "kmeans_parent", "parent",
+                           f", codes merged by shape into {c['parent_classes']}"))
+        for prefix, k, level, how in levels:
             for key in ("acc", "nmi"):
                 b = f"k-means on pixels (k={base[k]['k']}) {_fmt(base[k][key])}" if k in base else ""
-                if level == "parent" and key == "acc" and k in base:
+                if prefix == "parent" and key == "acc" and k in base:
                     b += f"; chance {_fmt(base[k]['chance_acc'])}"
-                rows.append(("clustering", f"{level} {key.upper()}", _fmt(c[f'{level}_{key}']), b))
-        if "parent_merged_nmi" in c:
-            for key in ("acc", "nmi"):
-                b = (f"k-means on pixels (k={base['kmeans_parent']['k']}) {_fmt(base['kmeans_parent'][key])}"
-                     if "kmeans_parent" in base else "")
-                rows.append(("clustering", f"parent {key.upper()}, codes merged by shape into "
-                             f"{c['parent_classes']}", _fmt(c[f'parent_merged_{key}']), b))
+                rows.append(("clustering", f"{level} {key.upper()}{how}", _fmt(c[f'{prefix}_{key}']), b))
     ema = report.get("generator_weights") == "ema"
     for name, key, label in (("fid", "fid", "FID ↓"), ("is", "is", "IS ↑"), ("cfid", "cfid", "CFID ↓"),
                              ("cis", "cis", "CIS ↑")):

@@ -471,3 +471,18 @@ def test_clustering_scores_more_parent_codes_merged_by_shape():
     assert result["parent_merged_nmi"] == pytest.approx(1.0) and result["parent_merged_acc"] == pytest.approx(1.0)
     assert result["parent_acc"] == pytest.approx(0.5)  # 4 clusters one-to-one onto 2 classes
     assert "parent_merged_nmi" not in metrics.compute(["clustering"], FakeContext())["clustering"]
+
+
+def test_report_rows_name_unmerged_and_merged_parent_codes():
+    from onegan_tf.report import metric_rows
+
+    base = {"kmeans_child": {"k": 12, "acc": 0.3, "nmi": 0.35},
+            "kmeans_parent": {"k": 4, "acc": 0.31, "nmi": 0.02, "chance_acc": 0.25}}
+    plain = {"child_acc": 0.5, "child_nmi": 0.6, "parent_acc": 0.3, "parent_nmi": 0.26}
+    rows = {r[1]: r[2:] for r in metric_rows({"metrics": {"clustering": plain}}, base)}
+    assert rows["parent NMI"] == ("0.260", "k-means on pixels (k=4) 0.020") and len(rows) == 4
+    merged = dict(plain, parent_merged_acc=0.38, parent_merged_nmi=0.12, parent_classes=4)
+    rows = {r[1]: r[2:] for r in metric_rows({"metrics": {"clustering": merged}}, base)}
+    assert rows["parent NMI, codes unmerged"] == ("0.260", "k-means on pixels (k=4) 0.020")
+    assert rows["parent NMI, codes merged by shape into 4"] == ("0.120", "k-means on pixels (k=4) 0.020")
+    assert rows["parent ACC, codes merged by shape into 4"][0] == "0.380" and len(rows) == 6
