@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One distillation variant of the demo: re-distil a finished demo run's trained model (--distill_from, so the
 # schedule is not re-run) with other distillation flags, evaluate the distilled segmenter on the held-out test
-# split (the protocol of docs/demo/final.json: configs/demo.cfg's --final_split=test, IoU/DICE per image) and
+# split (the protocol of docs/demo/flags_off/final.json: configs/demo.cfg's --final_split=test, IoU/DICE per image) and
 # append one JSON line to docs/demo/distill_variants.jsonl: the command, the distilled and the encoder masks'
 # IoU/DICE, the distillation's wall time and the machine's load average around it.
 # usage: docs/demo/distill_variants.sh SOURCE_RUN_DIR OUT_DIR NAME [--FLAG=VALUE ...]

@@ -6,7 +6,7 @@
 # 2. train: python -m onegan_tf.train --flagfile=configs/demo_boxfree.cfg
 # 3. evaluate: segmentation and clustering on the synthetic held-out test split (indices 3000..3299, the
 #    boxed demo's --final_split=test) with the boxed demo's crop (bbox) and with the whole image (full),
-#    beside the trivial baselines on the same crops and the boxed demo's numbers (docs/demo/final.json),
+#    beside the trivial baselines on the same crops and the boxed demo's numbers (docs/demo/flags_off/final.json),
 #    written to docs/demo_boxfree/metrics.json.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -27,9 +27,9 @@ from onegan_tf.metrics import registry
 from onegan_tf.report import collect
 
 run = load_run("runs/demo_boxfree")
-boxed = json.load(open("docs/demo/final.json"))["report"]["metrics"]
+boxed = json.load(open("docs/demo/flags_off/final.json"))["report"]["metrics"]
 out = {"run": run.run_dir, "checkpoint": run.checkpoint, "step": run.step, "split": "test", "metrics": {},
-       "boxed_demo_crop=bbox (docs/demo/final.json)": {k: boxed[k] for k in ("segmentation", "clustering")}}
+       "boxed_demo_crop=bbox (docs/demo/flags_off/final.json)": {k: boxed[k] for k in ("segmentation", "clustering")}}
 for crop in ("bbox", "full"):
     data = DataConfig(dataset="synthetic", synthetic_resolution=64, synthetic_train_size=3000,
                       synthetic_test_size=300, crop=crop)
