@@ -12,7 +12,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from onegan_tf.metrics import registry
-from onegan_tf.metrics.shape_merge import HU_USED, hu_moments, merge_codes
+from onegan_tf.metrics.shape_merge import merge_codes, shape_features
 
 
 def contingency_table(clusters, classes) -> np.ndarray:
@@ -71,11 +71,11 @@ def clustering(ctx: registry.EvalContext) -> dict[str, float]:
     more parent codes than the split has parent classes, also of the parents merged by shape
     (`parent_merged_acc`, `parent_merged_nmi`, into `parent_classes` groups)."""
     ids = {"child": [], "parent": [], "child_pred": [], "parent_pred": []}
-    shapes = []  # per image: the first HU_USED Hu moments of the predicted mask
+    shapes = []  # per image: the shape features of the predicted mask (shape_merge)
     for batch in registry.progress(ctx, ctx.real_batches(), "clustering"):
         out = ctx.reconstruct(batch["image"])
         registry.require_keys(out, ["e_c_logits", "e_p_logits", "I_m"], "clustering", "reconstruct")
-        shapes.append(hu_moments(np.asarray(out["I_m"])[..., 0])[:, :HU_USED])
+        shapes.append(shape_features(np.asarray(out["I_m"])[..., 0]))
         ids["child_pred"].append(np.argmax(out["e_c_logits"], axis=-1))
         ids["parent_pred"].append(np.argmax(out["e_p_logits"], axis=-1))
         ids["child"].append(np.asarray(batch["child"]).ravel())

@@ -70,6 +70,11 @@ def merge_codes(features, codes, n_codes: int, groups: int, statistic=np.median,
     return out
 
 
+def shape_features(masks) -> np.ndarray:
+    """What the kept rule reads of each predicted mask [N, H, W]: its first HU_USED Hu moments, (N, HU_USED)."""
+    return hu_moments(masks)[:, :HU_USED]
+
+
 def merge_by_shape(masks, codes, n_codes: int, groups: int) -> np.ndarray:
-    """The kept rule: `merge_codes` on the first HU_USED Hu moments of the predicted masks [N, H, W]."""
-    return merge_codes(hu_moments(masks)[:, :HU_USED], codes, n_codes, groups)
+    """The kept rule: `merge_codes` (median per code, average linkage) on the masks' `shape_features`."""
+    return merge_codes(shape_features(masks), codes, n_codes, groups)
