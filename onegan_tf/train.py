@@ -81,15 +81,17 @@ def check_data(cfg: Config) -> dict:
     if cfg.data.dataset != "synthetic" and cfg.data.data_dir and not os.path.isdir(cfg.data.data_dir):
         raise ConfigError(f"--data_dir={cfg.data.data_dir!r} does not exist or is not a directory")
     info = data.describe(cfg.data)
-    for name, known, model in (("n_child", info["n_child"], mc.n_child), ("n_parent", info["n_parent"], mc.n_parent)):
-        if name == "n_parent" and known and model > known:
-            logging.info("--n_parent=%d parent codes for the %d parent classes of dataset %r: the report also "
-                         "scores them merged by shape into %d (docs/design.md §7)", model, known,
-                         cfg.data.dataset, known)
-        elif known and known != model:
-            raise ConfigError(f"--{name}={model} but dataset {cfg.data.dataset!r} has {known} classes; "
-                              f"set --{name}={known}" + (" (or more parent codes, merged by shape at evaluation)"
-                                                         if name == "n_parent" else ""))
+    name = cfg.data.dataset
+    children, parents = info["n_child"], info["n_parent"]
+    if children and mc.n_child != children:
+        raise ConfigError(f"--n_child={mc.n_child} but dataset {name!r} has {children} classes; "
+                          f"set --n_child={children}")
+    if parents and mc.n_parent < parents:  # more parent codes than classes are merged at evaluation (§7)
+        raise ConfigError(f"--n_parent={mc.n_parent} but dataset {name!r} has {parents} classes; set "
+                          f"--n_parent={parents} (or more parent codes, merged by shape at evaluation)")
+    if parents and mc.n_parent > parents:
+        logging.info("--n_parent=%d parent codes for the %d parent classes of dataset %r: the report also "
+                     "scores them merged by shape into %d (docs/design.md §7)", mc.n_parent, parents, name, parents)
     check_final_eval(cfg, info)
     return info
 
