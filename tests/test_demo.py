@@ -46,4 +46,3 @@ def test_shortened_demo_trains_evaluates_exports_and_writes_the_report(tmp_path)
     assert os.path.exists(os.path.join(export, "saved_model.pb"))
     assert os.path.exists(os.path.join(export, "assets.extra", "tf_serving_warmup_requests"))
     assert os.path.exists(os.path.join(run_dir, "segmenter.keras"))
-

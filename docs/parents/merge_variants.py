@@ -59,18 +59,17 @@ def variants(run_dir: str, draws: int) -> dict:
                          .numpy()[..., 0])
     codes, masks, canonical = np.concatenate(codes), np.concatenate(masks), np.concatenate(canonical)
     used = np.unique(codes)
-    hu = hu_moments(masks)
     outlines = canonical_outlines(model, cfg, draws, cfg.train.seed)
+    mean_masks = np.stack([(masks[codes == c] > 0.5).mean(0) if c in used else np.zeros(masks.shape[1:])
+                           for c in range(mc.n_parent)])
+    hu, hu_outlines, hu_mean_masks = hu_moments(masks), hu_moments(outlines), hu_moments(mean_masks)
     groups = {"outline": merge_groups(outline_distances(outlines), nf)}
     for k in (4, 7):
         for method in LINKAGES:
             for name, stat in (("mean", np.mean), ("median", np.median)):
                 groups[f"hu{k}_real_{name}_{method}"] = merge_codes(hu[:, :k], codes, mc.n_parent, nf, stat, method)
-            groups[f"hu{k}_generated_{method}"] = per_code(hu_moments(outlines)[:, :k], mc.n_parent, nf, method)
-            mean_masks = np.stack([(masks[codes == c] > 0.5).mean(0) if c in used else np.zeros(masks.shape[1:])
-                                   for c in range(mc.n_parent)])
-            groups[f"hu{k}_real_mean_mask_{method}"] = per_code(hu_moments(mean_masks)[:, :k], mc.n_parent, nf,
-                                                                method)
+            groups[f"hu{k}_generated_{method}"] = per_code(hu_outlines[:, :k], mc.n_parent, nf, method)
+            groups[f"hu{k}_real_mean_mask_{method}"] = per_code(hu_mean_masks[:, :k], mc.n_parent, nf, method)
     mean_canonical = np.stack([canonical[codes == c].mean(0) for c in used])
     dihedral = np.full(mc.n_parent, nf)
     dihedral[used] = merge_groups(outline_distances(mean_canonical), nf)
